@@ -1,0 +1,1 @@
+"""Open Images V5 subset downloader (does not import TensorFlow)."""

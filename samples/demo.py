@@ -1,0 +1,68 @@
+"""The README demo: draw datasets and their instance masks to PNG files.
+
+    python -m samples.demo --out out/
+
+Writes out/shapes_dataset.png (generated shapes with their masks and boxes) and, when
+../shared/data is present, out/coco_sample.png (a real COCO image with its masks).
+"""
+import argparse
+import os
+
+import numpy as np
+
+from mrcnn import utils, visualize
+
+
+def draw_shapes(out_dir, count=4, seed=0):
+    from samples.shapes.shapes import ShapesDataset
+    dataset = ShapesDataset()
+    dataset.load_shapes(count, 128, 128, seed=seed)
+    dataset.prepare()
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, count, figsize=(4 * count, 4.4))
+    for ax, image_id in zip(np.atleast_1d(axes), dataset.image_ids):
+        image = dataset.load_image(image_id)
+        mask, class_ids = dataset.load_mask_checked(image_id, image_shape=image.shape)
+        visualize.display_instances(image, utils.extract_bboxes(mask), mask, class_ids,
+                                    dataset.class_names, ax=ax,
+                                    title="shapes image {}".format(image_id))
+    path = os.path.join(out_dir, "shapes_dataset.png")
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_coco(out_dir, shared_dir):
+    from mrcnn.datasets import load_coco
+    root = os.path.join(shared_dir, "coco_val2017_sample")
+    if not os.path.isdir(root):
+        return None
+    dataset = load_coco(os.path.join(root, "instances.json"), os.path.join(root, "images"))
+    # the image with the most instances
+    counts = [len(info["annotations"]) for info in dataset.image_info]
+    image_id = int(np.argmax(counts))
+    image = dataset.load_image(image_id)
+    mask, class_ids = dataset.load_mask_checked(image_id, image_shape=image.shape)
+    path = os.path.join(out_dir, "coco_sample.png")
+    visualize.display_instances(image, utils.extract_bboxes(mask), mask, class_ids,
+                                dataset.class_names, figsize=(10, 10),
+                                title=os.path.basename(dataset.image_reference(image_id)),
+                                save_path=path)
+    return path
+
+
+def main(argv=None):
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="out", help="folder for the PNG files (default: out)")
+    parser.add_argument("--shared", default=os.path.join(here, "..", "..", "shared", "data"),
+                        help="the real-data folder (default: ../shared/data)")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    for path in (draw_shapes(args.out), draw_coco(args.out, args.shared)):
+        if path:
+            print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
