@@ -1,0 +1,151 @@
+"""ResNet-50/101 backbone and the feature pyramid (FPN), with the classic layer names.
+
+Stem ``conv1`` + ``bn_conv1``; bottleneck blocks ``res{stage}{block}_branch2a|2b|2c``
+(and ``_branch1`` for the shortcut of each stage's first block) with batch norms
+``bn{stage}{block}_branch...``; FPN ``fpn_c{k}p{k}`` (1x1 lateral) and ``fpn_p{k}``
+(3x3 output). Stride 2 sits on the 1x1 ``2a`` conv and on ``branch1``, as in the
+classic (Caffe-style) ResNet the published weights were trained with.
+"""
+import keras
+from keras import layers as KL
+
+RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class BatchNorm(KL.BatchNormalization):
+    """Batch normalisation that honours Config.TRAIN_BN.
+
+    train_bn: None: follow the model's training flag; False: always use the moving
+    statistics (frozen, the default: batches are small); True: always batch statistics.
+    Epsilon is 1e-3, as in the classic weights.
+    """
+
+    def __init__(self, train_bn=False, epsilon=1e-3, **kwargs):
+        super().__init__(epsilon=epsilon, **kwargs)
+        self.train_bn = train_bn
+
+    def call(self, inputs, training=None):
+        if self.train_bn is not None:
+            training = self.train_bn
+        return super().call(inputs, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config["train_bn"] = self.train_bn
+        return config
+
+
+def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True,
+                   train_bn=False):
+    """A bottleneck block whose shortcut is the identity.
+
+    input_tensor: [batch, h, w, filters[2]]; kernel_size: of the middle conv;
+    filters: the three conv widths; stage, block: for the layer names ("res2a_...").
+    """
+    nb_filter1, nb_filter2, nb_filter3 = filters
+    conv_name_base = "res" + str(stage) + block + "_branch"
+    bn_name_base = "bn" + str(stage) + block + "_branch"
+
+    x = KL.Conv2D(nb_filter1, (1, 1), name=conv_name_base + "2a", use_bias=use_bias)(input_tensor)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2a")(x)
+    x = KL.Activation("relu")(x)
+    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding="same",
+                  name=conv_name_base + "2b", use_bias=use_bias)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2b")(x)
+    x = KL.Activation("relu")(x)
+    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + "2c", use_bias=use_bias)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
+    x = KL.Add()([x, input_tensor])
+    return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
+
+
+def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
+               use_bias=True, train_bn=False):
+    """A bottleneck block with a 1x1 conv shortcut (the first block of each stage).
+
+    strides: on the first 1x1 conv and the shortcut; (2, 2) halves the size.
+    """
+    nb_filter1, nb_filter2, nb_filter3 = filters
+    conv_name_base = "res" + str(stage) + block + "_branch"
+    bn_name_base = "bn" + str(stage) + block + "_branch"
+
+    x = KL.Conv2D(nb_filter1, (1, 1), strides=strides, name=conv_name_base + "2a",
+                  use_bias=use_bias)(input_tensor)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2a")(x)
+    x = KL.Activation("relu")(x)
+    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding="same",
+                  name=conv_name_base + "2b", use_bias=use_bias)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2b")(x)
+    x = KL.Activation("relu")(x)
+    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + "2c", use_bias=use_bias)(x)
+    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
+
+    shortcut = KL.Conv2D(nb_filter3, (1, 1), strides=strides, name=conv_name_base + "1",
+                         use_bias=use_bias)(input_tensor)
+    shortcut = BatchNorm(train_bn=train_bn, name=bn_name_base + "1")(shortcut)
+    x = KL.Add()([x, shortcut])
+    return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
+
+
+def resnet_graph(input_image, architecture, stage5=False, train_bn=False):
+    """The ResNet stages.
+
+    input_image: [batch, H, W, 3] molded image; architecture: "resnet50" or "resnet101".
+    Returns: [C1, C2, C3, C4, C5] feature maps at strides 2 (pooled: 4), 4, 8, 16, 32.
+    """
+    if architecture not in RESNET_STAGE4_BLOCKS:
+        raise ValueError("resnet_graph: architecture {!r}; use 'resnet50' or 'resnet101'"
+                         .format(architecture))
+    # Stage 1
+    x = KL.ZeroPadding2D((3, 3))(input_image)
+    x = KL.Conv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
+    x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
+    x = KL.Activation("relu")(x)
+    C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
+    # Stage 2
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", train_bn=train_bn)
+    C2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", train_bn=train_bn)
+    # Stage 3
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", train_bn=train_bn)
+    x = identity_block(x, 3, [128, 128, 512], stage=3, block="b", train_bn=train_bn)
+    x = identity_block(x, 3, [128, 128, 512], stage=3, block="c", train_bn=train_bn)
+    C3 = x = identity_block(x, 3, [128, 128, 512], stage=3, block="d", train_bn=train_bn)
+    # Stage 4
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", train_bn=train_bn)
+    for i in range(RESNET_STAGE4_BLOCKS[architecture]):
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), train_bn=train_bn)
+    C4 = x
+    # Stage 5
+    if stage5:
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", train_bn=train_bn)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", train_bn=train_bn)
+        C5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", train_bn=train_bn)
+    else:
+        C5 = None
+    return [C1, C2, C3, C4, C5]
+
+
+def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
+    """The feature pyramid: top-down path with lateral 1x1 convs, then 3x3 convs.
+
+    Returns: [P2, P3, P4, P5, P6], each [batch, h, w, pyramid_size]; P6 subsamples P5
+    (1x1 max-pool, stride 2) for the 512-px anchors.
+    """
+    P5 = KL.Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
+    P4 = KL.Add(name="fpn_p4add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p5upsampled")(P5),
+        KL.Conv2D(pyramid_size, (1, 1), name="fpn_c4p4")(C4)])
+    P3 = KL.Add(name="fpn_p3add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p4upsampled")(P4),
+        KL.Conv2D(pyramid_size, (1, 1), name="fpn_c3p3")(C3)])
+    P2 = KL.Add(name="fpn_p2add")([
+        KL.UpSampling2D(size=(2, 2), name="fpn_p3upsampled")(P3),
+        KL.Conv2D(pyramid_size, (1, 1), name="fpn_c2p2")(C2)])
+    P2 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p2")(P2)
+    P3 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p3")(P3)
+    P4 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p4")(P4)
+    P5 = KL.Conv2D(pyramid_size, (3, 3), padding="same", name="fpn_p5")(P5)
+    P6 = KL.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(P5)
+    return [P2, P3, P4, P5, P6]

@@ -1,0 +1,461 @@
+"""The Mask R-CNN model: ``MaskRCNN(mode, config, model_dir)``.
+
+This module wires the parts together and keeps the names classic scripts import from
+``mrcnn.model``. The parts live in their own modules:
+
+    backbone.py    ResNet-50/101 and the FPN          rpn.py        RPN head, ProposalLayer
+    roi_align.py   PyramidROIAlign                    heads.py      classifier and mask heads
+    detection.py   DetectionLayer                     data.py       mold/unmold, image meta
+    weights.py     HDF5 weights by layer name         graph_ops.py  TF box helpers
+
+Typical inference::
+
+    model = MaskRCNN(mode="inference", config=InferenceConfig(), model_dir="logs")
+    model.load_weights("weights/mask_rcnn_coco.h5", by_name=True)
+    r = model.detect([image])[0]     # rois, class_ids, scores, masks
+"""
+import datetime
+import glob
+import logging
+import os
+import re
+import threading
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers as KL
+
+from . import utils
+from .anchors import compute_backbone_shapes
+from .backbone import BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph  # noqa: F401
+from .config import ConfigError
+from .data import (compose_image_meta, mold_image, mold_inputs, parse_image_meta,  # noqa: F401
+                   unmold_image)
+from .detection import DetectionLayer, refine_detections_graph  # noqa: F401
+from .graph_ops import (apply_box_deltas_graph, clip_boxes_graph, denorm_boxes_graph,  # noqa: F401
+                        norm_boxes_graph, parse_image_meta_graph)
+from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .imageops import to_rgb_uint8
+from .roi_align import PyramidROIAlign, UnflattenRois  # noqa: F401
+from .rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
+from .weights import load_weights_by_name, save_weights_classic
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_WEIGHTS_NAME = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/"
+                        "v0.2/" + IMAGENET_WEIGHTS_NAME)
+
+
+def log(text, array=None):
+    """Print a text and, optionally, an array's shape, min, max and dtype."""
+    if array is not None:
+        array = np.asarray(array)
+        text = text.ljust(25)
+        text += ("shape: {:20}  ".format(str(array.shape)))
+        if array.size:
+            text += ("min: {:10.5f}  max: {:10.5f}".format(array.min(), array.max()))
+        else:
+            text += ("min: {:10}  max: {:10}".format("", ""))
+        text += "  {}".format(array.dtype)
+    print(text)
+
+
+class SliceBoxes(KL.Layer):
+    """[batch, N, (y1, x1, y2, x2, ...)] -> [batch, N, 4]."""
+
+    def call(self, x):
+        return x[..., :4]
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (4,)
+
+
+class MaskRCNN(object):
+    """Mask R-CNN, with the classic Matterport interface.
+
+    mode: "inference" (training mode arrives with the training pipeline).
+    config: a Config subclass instance.
+    model_dir: folder for training logs and checkpoints.
+    The Keras model is ``self.keras_model``.
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in ("training", "inference"):
+            raise ValueError("MaskRCNN: mode={!r}; use 'training' or 'inference'".format(mode))
+        config.validate()
+        if config.NUM_CLASSES < 2:
+            raise ConfigError(
+                "{}.NUM_CLASSES = {}: the model needs the background plus at least one "
+                "class; set NUM_CLASSES = 1 + the number of your classes."
+                .format(type(config).__name__, config.NUM_CLASSES))
+        if mode == "inference" and config.IMAGE_RESIZE_MODE == "crop":
+            raise ConfigError(
+                "{}.IMAGE_RESIZE_MODE = 'crop': random crops are for training; use 'pad64' "
+                "(or 'square') in the config you build the inference model with."
+                .format(type(config).__name__))
+        self.mode = mode
+        self.config = config
+        self.model_dir = os.fspath(model_dir)
+        self._anchor_cache = {}
+        self._lock = threading.Lock()
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+        self._infer = None
+
+    # ------------------------------------------------------------------ building
+
+    def build(self, mode, config):
+        """Build the Mask R-CNN architecture (see the module docstring for the parts)."""
+        if mode == "training":
+            raise NotImplementedError(
+                "MaskRCNN(mode='training') is not available in this version yet; build "
+                "mode='inference' to detect and to load weights.")
+        input_image = KL.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT],
+                               name="input_image")
+        input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
+        input_anchors = KL.Input(shape=[None, 4], name="input_anchors")
+
+        feature_maps = self._feature_maps(input_image, config)
+        rpn_feature_maps = feature_maps          # P2..P6
+        mrcnn_feature_maps = feature_maps[:4]    # P2..P5
+
+        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                              config.TOP_DOWN_PYRAMID_SIZE)
+        level_outputs = [rpn([p]) for p in rpn_feature_maps]
+        names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+        rpn_class_logits, rpn_class, rpn_bbox = [
+            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
+
+        rpn_rois = ProposalLayer(
+            proposal_count=config.POST_NMS_ROIS_INFERENCE,
+            nms_threshold=config.RPN_NMS_THRESHOLD, pre_nms_limit=config.PRE_NMS_LIMIT,
+            rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV, name="ROI")(
+                [rpn_class, rpn_bbox, input_anchors])
+
+        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+            rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
+            config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        detections = DetectionLayer(
+            bbox_std_dev=config.BBOX_STD_DEV, min_confidence=config.DETECTION_MIN_CONFIDENCE,
+            nms_threshold=config.DETECTION_NMS_THRESHOLD,
+            max_instances=config.DETECTION_MAX_INSTANCES, name="mrcnn_detection")(
+                [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+        detection_boxes = SliceBoxes(name="detection_boxes")(detections)
+        mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
+                                          input_image_meta, config.MASK_POOL_SIZE,
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+        return keras.Model([input_image, input_image_meta, input_anchors],
+                           [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
+                            rpn_rois, rpn_class, rpn_bbox], name="mask_rcnn")
+
+    @staticmethod
+    def _feature_maps(input_image, config):
+        """Backbone + FPN: [P2, P3, P4, P5, P6]."""
+        if callable(config.BACKBONE):
+            _, C2, C3, C4, C5 = config.BACKBONE(input_image, stage5=True,
+                                                train_bn=config.TRAIN_BN)
+        else:
+            _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
+                                             train_bn=config.TRAIN_BN)
+        return fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
+
+    # ------------------------------------------------------------------ weights and logs
+
+    def find_last(self):
+        """The last checkpoint of the latest training run of this config's NAME.
+
+        Returns its path; raises FileNotFoundError when there is none.
+        """
+        name = (self.config.NAME or "").lower()
+        dir_names = sorted(d for d in (os.listdir(self.model_dir)
+                                       if os.path.isdir(self.model_dir) else [])
+                           if d.startswith(name) and
+                           os.path.isdir(os.path.join(self.model_dir, d)))
+        if not dir_names:
+            raise FileNotFoundError(
+                "Could not find a model directory for NAME={!r} under {}; train first, or "
+                "give load_weights a path.".format(self.config.NAME, self.model_dir))
+        for dir_name in reversed(dir_names):
+            folder = os.path.join(self.model_dir, dir_name)
+            checkpoints = sorted(f for f in os.listdir(folder)
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(folder, checkpoints[-1])
+        raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
+            self.model_dir, dir_names[-1]))
+
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load weights from a classic Keras 2 HDF5 file, a Keras 3 weights file, or a
+        checkpoint of ours.
+
+        by_name: True loads the layers the file and the model share (what you want for
+            the COCO weights or fine-tuning); False requires the file to hold exactly
+            the model's weight layers.
+        exclude: layer names to skip, e.g. ["mrcnn_class_logits", "mrcnn_bbox_fc",
+            "mrcnn_bbox", "mrcnn_mask"] when NUM_CLASSES differs from the file's.
+        A shape mismatch raises an error naming the layer, both shapes and the fix;
+        nothing is changed unless every weight fits.
+        Returns {"loaded": [...], "not_in_model": [...], "not_in_file": [...]}.
+        """
+        filepath = os.fspath(filepath)
+        report = load_weights_by_name(self.keras_model, filepath, by_name=by_name,
+                                      exclude=exclude)
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath):
+        """Save the weights in the classic HDF5 layout (loadable by load_weights here
+        and by the classic library)."""
+        return save_weights_classic(self.keras_model, filepath)
+
+    def get_imagenet_weights(self, cache_dir=None):
+        """Path of the ImageNet ResNet-50 weights, downloading them when possible.
+
+        Looks in ``cache_dir``, ``$MRCNN_WEIGHTS_DIR``, ``./weights`` and
+        ``~/.keras/models``; offline, the error names where to put the file.
+        """
+        folders = [cache_dir, os.environ.get("MRCNN_WEIGHTS_DIR"), "weights",
+                   os.path.join(os.path.expanduser("~"), ".keras", "models")]
+        folders = [f for f in folders if f]
+        for folder in folders:
+            path = os.path.join(folder, IMAGENET_WEIGHTS_NAME)
+            if os.path.isfile(path):
+                return path
+        target = os.path.join(folders[0], IMAGENET_WEIGHTS_NAME)
+        try:
+            return utils.download_trained_weights(target, verbose=0, url=IMAGENET_WEIGHTS_URL)
+        except RuntimeError as e:
+            raise FileNotFoundError(
+                "ImageNet weights not found in {} and the download failed ({}). Download {} "
+                "elsewhere and put it at {}.".format(folders, e, IMAGENET_WEIGHTS_URL,
+                                                     target)) from None
+
+    def set_log_dir(self, model_path=None):
+        """Set the log directory and epoch counter.
+
+        model_path: a checkpoint of ours; if its name carries a date and an epoch
+        (<name><YYYYMMDDTHHMM>/mask_rcnn_<name>_<epoch>.h5), training continues in that
+        folder from that epoch. Otherwise a new folder named after now is used.
+        """
+        self.epoch = 0
+        now = datetime.datetime.now()
+        if model_path:
+            regex = (r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]"
+                     r"mask\_rcnn\_[\w-]+(\d{4})\.h5")
+            m = re.match(regex, model_path.replace(os.sep, "/"))
+            if m:
+                now = datetime.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)),
+                                        int(m.group(4)), int(m.group(5)))
+                # The file's epoch is 1-based: it is the number of epochs done.
+                self.epoch = int(m.group(6))
+                logger.info("Re-starting from epoch %d", self.epoch)
+        name = (self.config.NAME or "mask_rcnn").lower()
+        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(name, now))
+        self.checkpoint_path = os.path.join(
+            self.log_dir, "mask_rcnn_{}_*epoch*.h5".format(name)).replace("*epoch*", "{epoch:04d}")
+
+    # ------------------------------------------------------------------ inference
+
+    def get_anchors(self, image_shape):
+        """Normalised anchors [N, (y1, x1, y2, x2)] for a molded image shape (cached)."""
+        key = tuple(int(v) for v in image_shape[:2])
+        with self._lock:
+            if key not in self._anchor_cache:
+                backbone_shapes = compute_backbone_shapes(self.config, image_shape)
+                a = utils.generate_pyramid_anchors(
+                    self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
+                    backbone_shapes, self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+                self.anchors = a  # pixel coordinates, kept for inspection as before
+                self._anchor_cache[key] = utils.norm_boxes(a, image_shape[:2])
+            return self._anchor_cache[key]
+
+    def mold_inputs(self, images):
+        """Resize, pad and normalise images; see ``mrcnn.data.mold_inputs``."""
+        return mold_inputs(images, self.config)
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
+                          window):
+        """Detections of one image, from the network's output to original image pixels.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalised, in the molded image.
+        mrcnn_mask: [N, height, width, num_classes].
+        original_image_shape: [H, W, C] before resizing; image_shape: [H, W, C] after.
+        window: [y1, x1, y2, x2] pixels, the image inside the padding.
+        Returns: boxes int32 [N, (y1, x1, y2, x2)], class_ids int32 [N], scores [N],
+        masks bool [H, W, N] at the original size.
+        """
+        zero_ix = np.where(detections[:, 4] == 0)[0]
+        N = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+        boxes = detections[:N, :4]
+        class_ids = detections[:N, 4].astype(np.int32)
+        scores = detections[:N, 5]
+        masks = mrcnn_mask[np.arange(N), :, :, class_ids]
+
+        # Boxes from the molded image to the original image
+        window = utils.norm_boxes(window, image_shape[:2])
+        wy1, wx1, wy2, wx2 = window
+        shift = np.array([wy1, wx1, wy1, wx1])
+        wh = wy2 - wy1
+        ww = wx2 - wx1
+        scale = np.array([wh, ww, wh, ww])
+        boxes = np.divide(boxes - shift, scale)
+        boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
+
+        # Drop boxes with no area (can happen right at the window's edge)
+        exclude_ix = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) <= 0)[0]
+        if exclude_ix.shape[0] > 0:
+            boxes = np.delete(boxes, exclude_ix, axis=0)
+            class_ids = np.delete(class_ids, exclude_ix, axis=0)
+            scores = np.delete(scores, exclude_ix, axis=0)
+            masks = np.delete(masks, exclude_ix, axis=0)
+            N = class_ids.shape[0]
+
+        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+                      for i in range(N)]
+        full_masks = np.stack(full_masks, axis=-1) if full_masks else \
+            np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool)
+        return boxes, class_ids, scores, full_masks
+
+    def _predict(self, molded_images, image_metas, anchors):
+        """Run the compiled graph; returns (detections, mrcnn_mask) as NumPy."""
+        if self._infer is None:
+            with self._lock:
+                if self._infer is None:
+                    model = self.keras_model
+                    spec = [tf.TensorSpec([None, None, None, self.config.IMAGE_CHANNEL_COUNT],
+                                          tf.float32),
+                            tf.TensorSpec([None, self.config.IMAGE_META_SIZE], tf.float32),
+                            tf.TensorSpec([None, None, 4], tf.float32)]
+
+                    @tf.function(input_signature=spec)
+                    def infer(images, metas, anchors):
+                        outputs = model([images, metas, anchors], training=False)
+                        return outputs[0], outputs[3]
+
+                    self._infer = infer
+        detections, mrcnn_mask = self._infer(
+            tf.constant(molded_images, tf.float32), tf.constant(image_metas, tf.float32),
+            tf.constant(anchors, tf.float32))
+        return detections.numpy(), mrcnn_mask.numpy()
+
+    def detect(self, images, verbose=0):
+        """Detect instances in a list of images.
+
+        images: list of [H, W, 3] RGB images (uint8; grayscale and RGBA are converted),
+            any number of them, processed BATCH_SIZE at a time. With IMAGE_RESIZE_MODE
+            "pad64" or "none", images of different sizes are run one size at a time.
+        Returns: one dict per image with
+            rois: int32 [N, (y1, x1, y2, x2)] in original image pixels,
+            class_ids: int32 [N], scores: float32 [N],
+            masks: bool [H, W, N] at the original image size.
+        Safe to call from several threads on one model.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect() needs a model built with mode='inference'")
+        images = [self._as_rgb(i, image) for i, image in enumerate(images)]
+        if verbose:
+            log("Processing {} images".format(len(images)))
+            for image in images:
+                log("image", image)
+        results = [None] * len(images)
+        batch = max(1, int(self.config.BATCH_SIZE))
+        for start in range(0, len(images), batch):
+            chunk = list(range(start, min(start + batch, len(images))))
+            by_shape = {}
+            for i in chunk:
+                by_shape.setdefault(self._molded_shape(images[i]), []).append(i)
+            for ids in by_shape.values():
+                for i, r in zip(ids, self._detect_same_size([images[i] for i in ids], verbose)):
+                    results[i] = r
+        return results
+
+    def _molded_shape(self, image):
+        if self.config.IMAGE_RESIZE_MODE == "square":
+            return "square"
+        return tuple(image.shape)
+
+    def _detect_same_size(self, images, verbose=0):
+        molded_images, image_metas, windows = self.mold_inputs(images)
+        image_shape = molded_images[0].shape
+        anchors = self.get_anchors(image_shape)
+        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
+        if verbose:
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
+            log("anchors", anchors)
+        detections, mrcnn_mask = self._predict(molded_images, image_metas, anchors)
+        results = []
+        for i, image in enumerate(images):
+            rois, class_ids, scores, masks = self.unmold_detections(
+                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, windows[i])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": masks})
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images that are already molded (e.g. from the training pipeline).
+
+        molded_images: [N, H, W, 3] float32 (mean subtracted); image_metas: [N, META].
+        Returns dicts as ``detect`` does, in molded-image coordinates.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect_molded() needs a model built with mode='inference'")
+        molded_images = np.asarray(molded_images, dtype=np.float32)
+        image_shape = molded_images[0].shape
+        anchors = self.get_anchors(image_shape)
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        detections, mrcnn_mask = self._predict(molded_images, np.asarray(image_metas), anchors)
+        results = []
+        for i, image in enumerate(molded_images):
+            window = [0, 0, image.shape[0], image.shape[1]]
+            rois, class_ids, scores, masks = self.unmold_detections(
+                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, window)
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
+                            "masks": masks})
+        return results
+
+    @staticmethod
+    def _as_rgb(index, image):
+        image = np.asarray(image)
+        if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
+            return image
+        try:
+            return to_rgb_uint8(image)
+        except ValueError as e:
+            raise ValueError("detect: image {} with shape {} and dtype {}: {}".format(
+                index, image.shape, image.dtype, e)) from None
+
+    # ------------------------------------------------------------------ inspection
+
+    def get_trainable_layers(self):
+        """Layers that hold weights, nested models expanded."""
+        from .weights import weight_layers
+        return [l for l in weight_layers(self.keras_model).values() if not hasattr(l, "layers")]
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the model on images and return the named intermediate tensors.
+
+        outputs: list of (name, keras tensor) pairs from ``self.keras_model``'s graph,
+        e.g. [("proposals", model.keras_model.get_layer("ROI").output)].
+        Returns: an ordered dict of name -> NumPy array.
+        """
+        from collections import OrderedDict
+        model = self.keras_model
+        sub = keras.Model(model.inputs, [t for _, t in outputs])
+        molded_images, metas, _ = self.mold_inputs(images)
+        if image_metas is not None:
+            metas = image_metas
+        anchors = np.broadcast_to(self.get_anchors(molded_images[0].shape),
+                                  (len(images),) + self.get_anchors(molded_images[0].shape).shape)
+        values = sub([tf.constant(molded_images), tf.constant(metas, tf.float32),
+                      tf.constant(anchors, tf.float32)], training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        result = OrderedDict()
+        for (name, _), v in zip(outputs, values):
+            result[name] = np.asarray(v)
+            log(name, result[name])
+        return result

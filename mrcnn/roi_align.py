@@ -1,0 +1,99 @@
+"""ROIAlign over the feature pyramid (PyramidROIAlign).
+
+Each ROI is pooled from one pyramid level, chosen by its size (the FPN paper's formula
+with the 224-px canonical ImageNet size at level 4):
+
+    level = clip(4 + round(log2(sqrt(h * w) / (224 / sqrt(H * W)))), 2, 5)
+
+where h, w are the normalised ROI height and width and H * W is the image area. The
+crop uses bilinear ``tf.image.crop_and_resize`` to ``pool_shape``.
+"""
+import keras
+import tensorflow as tf
+from keras import layers as KL
+
+from .graph_ops import parse_image_meta_graph
+
+
+def roi_pyramid_level(boxes, image_shape):
+    """Pyramid level (2..5) for each ROI.
+
+    boxes: [..., (y1, x1, y2, x2)] normalised; image_shape: [(H, W, ...)] of the molded image.
+    Returns: int32 [...] levels.
+    """
+    y1, x1, y2, x2 = tf.unstack(boxes, 4, axis=-1)
+    h = y2 - y1
+    w = x2 - x1
+    image_area = tf.cast(image_shape[0] * image_shape[1], tf.float32)
+    # Empty (padding) boxes would give log2(0); they go to level 2, as before.
+    area = tf.maximum(h * w, 1e-12)
+    level = tf.math.log(tf.sqrt(area) / (224.0 / tf.sqrt(image_area))) / tf.math.log(2.0)
+    return tf.minimum(5, tf.maximum(2, 4 + tf.cast(tf.round(level), tf.int32)))
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PyramidROIAlign(KL.Layer):
+    """Pool ROIs from the level of the feature pyramid that fits their size.
+
+    Inputs:
+        boxes: [batch, num_boxes, (y1, x1, y2, x2)] normalised.
+        image_meta: [batch, IMAGE_META_SIZE].
+        feature_maps: P2, P3, P4, P5, each [batch, height, width, channels].
+    Output:
+        [batch * num_boxes, pool_height, pool_width, channels]: the boxes of all images
+        flattened in order (image 0's boxes first), ready for the heads, which reshape
+        their results back with ``UnflattenRois``.
+    """
+
+    def __init__(self, pool_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_shape = tuple(int(v) for v in pool_shape)
+
+    def call(self, inputs):
+        boxes = inputs[0]
+        image_meta = inputs[1]
+        feature_maps = inputs[2:]
+        image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
+        batch = tf.shape(boxes)[0]
+        num_boxes = tf.shape(boxes)[1]
+        flat_boxes = tf.reshape(boxes, [-1, 4])
+        box_indices = tf.repeat(tf.range(batch), num_boxes)
+        levels = roi_pyramid_level(flat_boxes, image_shape)
+
+        positions, pooled = [], []
+        for i, level in enumerate(range(2, 6)):
+            ix = tf.cast(tf.where(tf.equal(levels, level))[:, 0], tf.int32)
+            # ROIs are inputs here: gradients flow to the features, not the boxes.
+            level_boxes = tf.stop_gradient(tf.gather(flat_boxes, ix))
+            level_indices = tf.stop_gradient(tf.gather(box_indices, ix))
+            positions.append(ix)
+            pooled.append(tf.image.crop_and_resize(feature_maps[i], level_boxes, level_indices,
+                                                   self.pool_shape, method="bilinear"))
+        out = tf.dynamic_stitch(positions, pooled)
+        channels = feature_maps[0].shape[-1]
+        return tf.reshape(out, [-1, self.pool_shape[0], self.pool_shape[1], channels])
+
+    def compute_output_shape(self, input_shape):
+        return (None,) + self.pool_shape + (input_shape[2][-1],)
+
+    def get_config(self):
+        config = super().get_config()
+        config["pool_shape"] = list(self.pool_shape)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class UnflattenRois(KL.Layer):
+    """[batch * num_rois, ...] -> [batch, num_rois, ...], num_rois read from ``rois``.
+
+    Inputs: [x, rois] with rois [batch, num_rois, 4].
+    """
+
+    def call(self, inputs):
+        x, rois = inputs
+        shape = tf.concat([tf.shape(rois)[:2], tf.shape(x)[1:]], axis=0)
+        return tf.reshape(x, shape)
+
+    def compute_output_shape(self, input_shape):
+        x_shape, rois_shape = input_shape
+        return (rois_shape[0], rois_shape[1]) + tuple(x_shape[1:])

@@ -1,0 +1,235 @@
+"""Reading and writing weights by layer name, in the classic Keras 2 HDF5 layout.
+
+Reads:
+- classic Keras 2 files (``save_weights`` or a full-model save with ``model_weights/``):
+  root attr ``layer_names`` (bytes or str, possibly split into ``layer_names0``,
+  ``layer_names1``, ...), one group per layer with attr ``weight_names``
+  (``conv1/kernel:0``; the nested RPN as group ``rpn_model`` holding
+  ``rpn_conv_shared/kernel:0`` or ``rpn_model/rpn_conv_shared/kernel:0``);
+- Keras 3 ``.weights.h5`` files (``layers/.../vars`` groups carrying the layer name);
+- our own checkpoints, which use the classic layout, so classic tools read them too.
+
+Weights of a layer are matched by their short name (kernel, bias, gamma, beta,
+moving_mean, moving_variance), falling back to their order.
+"""
+import logging
+import os
+import re
+
+import h5py
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+
+
+class WeightsError(ValueError):
+    """A weight file that cannot be loaded into this model; the message says why."""
+
+
+def _decode(value):
+    if isinstance(value, bytes):
+        return value.decode("utf8")
+    return str(value)
+
+
+def _read_name_list(group, name):
+    """A list attribute, joined from name0, name1, ... chunks when it was split."""
+    if name in group.attrs:
+        return [_decode(v) for v in np.atleast_1d(group.attrs[name])]
+    values, chunk = [], 0
+    while "{}{}".format(name, chunk) in group.attrs:
+        values.extend(_decode(v) for v in np.atleast_1d(group.attrs["{}{}".format(name, chunk)]))
+        chunk += 1
+    return values if chunk else None
+
+
+def _short_name(weight_name):
+    """'rpn_model/rpn_conv_shared/kernel:0' -> 'kernel'."""
+    return re.sub(r":\d+$", "", weight_name.split("/")[-1])
+
+
+def weight_layers(keras_model):
+    """{layer name: layer} of every layer holding weights, nested models expanded.
+
+    The nested ``rpn_model`` appears both as itself and through its own layers.
+    """
+    out = {}
+
+    def walk(model):
+        for layer in model.layers:
+            if hasattr(layer, "layers") and layer.weights:
+                out[layer.name] = layer
+                walk(layer)
+            elif layer.weights:
+                out[layer.name] = layer
+    walk(keras_model)
+    return out
+
+
+def read_weight_file(filepath):
+    """{layer name: [(short weight name, array), ...]} from a weight file, plus the
+    file's format ("keras2" or "keras3").
+
+    A nested model group (rpn_model) is expanded into its inner layers.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError("weight file not found: {}. See weights/README.md for "
+                                "where weight files go and how to get them.".format(filepath))
+    try:
+        f = h5py.File(filepath, mode="r")
+    except OSError as e:
+        size = os.path.getsize(filepath)
+        raise WeightsError("cannot open {} ({} bytes) as HDF5: {}. The file is truncated or "
+                           "not a Keras weight file; download it again.".format(
+                               filepath, size, e)) from None
+    try:
+        with f:
+            if _read_name_list(f, "layer_names") is None and "model_weights" in f:
+                return _read_keras2(f["model_weights"], filepath), "keras2"
+            if _read_name_list(f, "layer_names") is not None:
+                return _read_keras2(f, filepath), "keras2"
+            if "layers" in f or "vars" in f:
+                return _read_keras3(f, filepath), "keras3"
+            raise WeightsError("{} is HDF5 but holds no Keras weights (no 'layer_names' "
+                               "attribute, 'model_weights' or 'layers' group)".format(filepath))
+    except (OSError, KeyError, RuntimeError) as e:
+        raise WeightsError("cannot read weights from {}: {}. The file is damaged or "
+                           "truncated; download it again.".format(filepath, e)) from None
+
+
+def _read_keras2(group, filepath):
+    """{group name: [(inner layer name, short name, array)]}; the inner layer name is
+    the path component before the short name (it differs from the group name for a
+    nested model such as rpn_model)."""
+    layers = {}
+    for layer_name in _read_name_list(group, "layer_names"):
+        g = group[layer_name]
+        entries = layers.setdefault(layer_name, [])
+        for weight_name in _read_name_list(g, "weight_names") or []:
+            parts = weight_name.split("/")
+            inner = parts[-2] if len(parts) >= 2 else layer_name
+            entries.append((inner, _short_name(weight_name), np.asarray(g[weight_name])))
+    return layers
+
+
+def _read_keras3(f, filepath):
+    layers = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and name.split("/")[-1] == "vars" and len(obj):
+            layer_name = _decode(obj.attrs.get("name", name.split("/")[-2]))
+            keys = sorted(obj.keys(), key=lambda k: int(k) if k.isdigit() else k)
+            layers[layer_name] = [(layer_name, None, np.asarray(obj[k])) for k in keys]
+    f.visititems(visit)
+    return layers
+
+
+def load_weights_by_name(keras_model, filepath, by_name=True, exclude=None):
+    """Load a weight file into a Keras model, matching layers by name.
+
+    by_name=False requires the file to hold every weight layer of the model (and no
+    other); by_name=True loads the layers the two share and leaves the rest.
+    exclude: layer names to skip (e.g. the class-specific layers when NUM_CLASSES
+    differs). Returns {"loaded": [...], "not_in_model": [...], "not_in_file": [...]}.
+    """
+    exclude = set(exclude or [])
+    file_layers, file_format = read_weight_file(filepath)
+    model_layers = weight_layers(keras_model)
+    nested = {name for name, layer in model_layers.items() if hasattr(layer, "layers")}
+    targets = {name: layer for name, layer in model_layers.items() if name not in nested}
+    for name in nested:
+        if name in exclude:
+            exclude.update(l.name for l in model_layers[name].layers)
+
+    # Resolve groups to layers: a group named like one of our weight layers is that
+    # layer; any other group (a nested model) is split by its inner layer names.
+    resolved = {}
+    for group_name, entries in file_layers.items():
+        for inner, short, array in entries:
+            owner = group_name if group_name in targets else inner
+            resolved.setdefault(owner, []).append((short, array))
+    file_layers = resolved
+
+    wanted = {n for n in targets if n not in exclude}
+    available = {n for n in file_layers if n not in exclude}
+    not_in_file = sorted(wanted - available)
+    not_in_model = sorted(available - wanted - nested)
+    if not by_name and (not_in_file or not_in_model):
+        raise WeightsError(
+            "load_weights({}, by_name=False): the file and the model hold different layers "
+            "(in the model only: {}; in the file only: {}). Use by_name=True to load the "
+            "layers they share.".format(filepath, not_in_file[:10], not_in_model[:10]))
+
+    assignments = []
+    for name in sorted(wanted & available):
+        layer = targets[name]
+        saved = file_layers[name]
+        variables = list(layer.weights)
+        if len(saved) != len(variables):
+            raise WeightsError("layer {}: the file has {} weights, the model {}".format(
+                name, len(saved), len(variables)))
+        by_short = {v.name: v for v in variables}
+        use_names = all(s in by_short for s, _ in saved) and \
+            len({s for s, _ in saved}) == len(saved) == len(by_short)
+        for i, (short, array) in enumerate(saved):
+            var = by_short[short] if use_names else variables[i]
+            if tuple(var.shape) != tuple(array.shape):
+                raise WeightsError(_shape_message(name, var, array, filepath))
+            assignments.append((var, array))
+    for var, array in assignments:  # nothing changes unless everything fits
+        var.assign(array.astype(var.dtype))
+    loaded = sorted(wanted & available)
+    log.info("loaded %d layers from %s (%s format)", len(loaded), filepath, file_format)
+    return {"loaded": loaded, "not_in_model": not_in_model, "not_in_file": not_in_file}
+
+
+def _shape_message(name, var, array, filepath):
+    text = ("layer {}: weight '{}' has shape {} in {} but {} in the model.".format(
+        name, var.name, tuple(array.shape), os.path.basename(filepath), tuple(var.shape)))
+    if name in CLASS_SPECIFIC_LAYERS:
+        text += (" The file was trained with another NUM_CLASSES. To fine-tune on your "
+                 "classes, load with exclude=[\"mrcnn_class_logits\", \"mrcnn_bbox_fc\", "
+                 "\"mrcnn_bbox\", \"mrcnn_mask\"].")
+    else:
+        text += (" The file is for another architecture (check BACKBONE and the other "
+                 "config values), or exclude this layer.")
+    return text
+
+
+def save_weights_classic(keras_model, filepath):
+    """Write the model's weights in the classic Keras 2 HDF5 layout (by layer name).
+
+    The nested rpn_model is stored as one group whose weight names carry the inner
+    layer name. The file is written to a temporary name and renamed when complete.
+    """
+    filepath = os.fspath(filepath)
+    os.makedirs(os.path.dirname(os.path.abspath(filepath)) or ".", exist_ok=True)
+    tmp = filepath + ".part"
+    layers = []
+    for layer in keras_model.layers:
+        if not layer.weights:
+            continue
+        layers.append(layer)
+    with h5py.File(tmp, "w") as f:
+        f.attrs["layer_names"] = [l.name.encode("utf8") for l in layers]
+        f.attrs["backend"] = b"tensorflow"
+        import keras
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in layers:
+            g = f.create_group(layer.name)
+            names = []
+            if hasattr(layer, "layers"):
+                for inner in layer.layers:
+                    for v in inner.weights:
+                        names.append(("{}/{}:0".format(inner.name, v.name), v))
+            else:
+                for v in layer.weights:
+                    names.append(("{}/{}:0".format(layer.name, v.name), v))
+            g.attrs["weight_names"] = [n.encode("utf8") for n, _ in names]
+            for n, v in names:
+                g.create_dataset(n, data=np.asarray(v.numpy()))
+    os.replace(tmp, filepath)
+    return filepath
