@@ -214,7 +214,8 @@ def save_weights_classic(keras_model, filepath):
             continue
         layers.append(layer)
     with h5py.File(tmp, "w") as f:
-        f.attrs["layer_names"] = [l.name.encode("utf8") for l in layers]
+        # Fixed-length byte strings, as Keras 2 wrote them
+        f.attrs["layer_names"] = np.array([l.name.encode("utf8") for l in layers], dtype="S")
         f.attrs["backend"] = b"tensorflow"
         import keras
         f.attrs["keras_version"] = keras.__version__.encode("utf8")
@@ -228,7 +229,7 @@ def save_weights_classic(keras_model, filepath):
             else:
                 for v in layer.weights:
                     names.append(("{}/{}:0".format(layer.name, v.name), v))
-            g.attrs["weight_names"] = [n.encode("utf8") for n, _ in names]
+            g.attrs["weight_names"] = np.array([n.encode("utf8") for n, _ in names], dtype="S")
             for n, v in names:
                 g.create_dataset(n, data=np.asarray(v.numpy()))
     os.replace(tmp, filepath)

@@ -1,0 +1,263 @@
+"""The inference network: classic layer names and sizes, the custom layers on hand-made
+inputs, and detect()."""
+import threading
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.config import Config, ConfigError  # noqa: E402
+from mrcnn.detection import DetectionLayer  # noqa: E402
+from mrcnn.roi_align import PyramidROIAlign, roi_pyramid_level  # noqa: E402
+from mrcnn.rpn import ProposalLayer  # noqa: E402
+
+
+def tiny_config(**attrs):
+    base = dict(NAME="tiny", NUM_CLASSES=4, BACKBONE="resnet50", IMAGES_PER_GPU=1,
+                IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128),
+                POST_NMS_ROIS_INFERENCE=100, DETECTION_MAX_INSTANCES=10,
+                DETECTION_MIN_CONFIDENCE=0.0)
+    base.update(attrs)
+    return type("TinyConfig", (Config,), base)()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return modellib.MaskRCNN("inference", tiny_config(), str(tmp_path_factory.mktemp("logs")))
+
+
+def expected_weight_layers(stage4_blocks):
+    """The classic weight-layer names, generated from design.md's rules."""
+    names = ["conv1", "bn_conv1"]
+    for stage, blocks in ((2, 3), (3, 4), (4, stage4_blocks), (5, 3)):
+        for b in range(blocks):
+            block = chr(97 + b)
+            for branch in ("2a", "2b", "2c") + (("1",) if block == "a" else ()):
+                names += ["res{}{}_branch{}".format(stage, block, branch),
+                          "bn{}{}_branch{}".format(stage, block, branch)]
+    names += ["fpn_c5p5", "fpn_c4p4", "fpn_c3p3", "fpn_c2p2", "fpn_p2", "fpn_p3", "fpn_p4",
+              "fpn_p5", "rpn_model"]
+    names += ["mrcnn_class_conv1", "mrcnn_class_bn1", "mrcnn_class_conv2", "mrcnn_class_bn2",
+              "mrcnn_class_logits", "mrcnn_bbox_fc"]
+    for i in range(1, 5):
+        names += ["mrcnn_mask_conv{}".format(i), "mrcnn_mask_bn{}".format(i)]
+    names += ["mrcnn_mask_deconv", "mrcnn_mask"]
+    return names
+
+
+@pytest.mark.parametrize("backbone, stage4_blocks, count, params", [
+    ("resnet50", 6, 131, 45088120),
+    ("resnet101", 23, 233, 64158584),
+])
+def test_weight_layer_names_count_and_parameters(tmp_path, backbone, stage4_blocks, count,
+                                                 params):
+    config = tiny_config(NUM_CLASSES=81, BACKBONE=backbone)
+    model = modellib.MaskRCNN("inference", config, str(tmp_path)).keras_model
+    layers = [l for l in model.layers if l.weights]
+    assert len(layers) == count
+    assert sorted(l.name for l in layers) == sorted(expected_weight_layers(stage4_blocks))
+    assert model.count_params() == params
+
+    def shapes(name):
+        return [tuple(w.shape) for w in model.get_layer(name).weights]
+    assert shapes("conv1") == [(7, 7, 3, 64), (64,)]
+    assert shapes("bn_conv1") == [(64,)] * 4
+    assert shapes("res2a_branch1") == [(1, 1, 64, 256), (256,)]
+    assert shapes("res5c_branch2b") == [(3, 3, 512, 512), (512,)]
+    assert shapes("fpn_c5p5") == [(1, 1, 2048, 256), (256,)]
+    assert shapes("fpn_p2") == [(3, 3, 256, 256), (256,)]
+    rpn = model.get_layer("rpn_model")
+    assert [(l.name, tuple(l.weights[0].shape)) for l in rpn.layers if l.weights] == [
+        ("rpn_conv_shared", (3, 3, 256, 512)), ("rpn_class_raw", (1, 1, 512, 6)),
+        ("rpn_bbox_pred", (1, 1, 512, 12))]
+    assert shapes("mrcnn_class_conv1") == [(7, 7, 256, 1024), (1024,)]
+    assert shapes("mrcnn_class_logits") == [(1024, 81), (81,)]
+    assert shapes("mrcnn_bbox_fc") == [(1024, 324), (324,)]
+    assert shapes("mrcnn_mask_deconv") == [(2, 2, 256, 256), (256,)]
+    assert shapes("mrcnn_mask") == [(1, 1, 256, 81), (81,)]
+    # BN: gamma, beta, moving mean and variance; epsilon 1e-3; frozen by default
+    bn = model.get_layer("bn5c_branch2c")
+    assert [w.name for w in bn.weights] == ["gamma", "beta", "moving_mean", "moving_variance"]
+    assert bn.epsilon == 1e-3 and bn.train_bn is False
+
+
+def test_model_needs_two_classes_and_no_crop_at_inference(tmp_path):
+    with pytest.raises(ConfigError, match="NUM_CLASSES = 1"):
+        modellib.MaskRCNN("inference", tiny_config(NUM_CLASSES=1), str(tmp_path))
+    with pytest.raises(ConfigError, match="'pad64'"):
+        modellib.MaskRCNN("inference", tiny_config(IMAGE_RESIZE_MODE="crop"), str(tmp_path))
+    with pytest.raises(ValueError, match="mode='predict'"):
+        modellib.MaskRCNN("predict", tiny_config(), str(tmp_path))
+
+
+# --- detect -------------------------------------------------------------------------
+
+def random_image(h, w, seed=0):
+    return (np.random.RandomState(seed).rand(h, w, 3) * 255).astype(np.uint8)
+
+
+def test_detect_returns_classic_dicts_at_original_size(tiny_model):
+    image = random_image(90, 150)
+    r = tiny_model.detect([image], verbose=0)[0]
+    assert set(r) == {"rois", "class_ids", "scores", "masks"}
+    n = tiny_model.config.DETECTION_MAX_INSTANCES
+    # DETECTION_MIN_CONFIDENCE = 0: the full DETECTION_MAX_INSTANCES come back
+    assert r["rois"].shape == (n, 4) and r["rois"].dtype == np.int32
+    assert r["class_ids"].shape == (n,) and r["class_ids"].dtype == np.int32
+    assert r["scores"].shape == (n,)
+    assert r["masks"].shape == (90, 150, n) and r["masks"].dtype == bool
+    rois = r["rois"]
+    assert (rois[:, 0] >= 0).all() and (rois[:, 1] >= 0).all()
+    assert (rois[:, 2] <= 90).all() and (rois[:, 3] <= 150).all()
+    assert ((rois[:, 2] > rois[:, 0]) & (rois[:, 3] > rois[:, 1])).all()
+    assert ((r["class_ids"] >= 1) & (r["class_ids"] < 4)).all()
+    assert (np.diff(r["scores"]) <= 0).all()
+    # masks live inside their boxes
+    for k in range(n):
+        ys, xs = np.where(r["masks"][:, :, k])
+        if ys.size:
+            y1, x1, y2, x2 = rois[k]
+            assert ys.min() >= y1 and ys.max() < y2 and xs.min() >= x1 and xs.max() < x2
+
+
+def test_detect_batches_any_number_and_converts_gray(tiny_model):
+    images = [random_image(64, 80, 1), random_image(64, 80, 1)[:, :, 0], random_image(40, 30, 2)]
+    results = tiny_model.detect(images)
+    assert len(results) == 3
+    assert results[1]["masks"].shape[:2] == (64, 80)
+    assert results[2]["masks"].shape[:2] == (40, 30)
+    # same pixels, same detections (grayscale goes through the same RGB path)
+    again = tiny_model.detect([images[0]])[0]
+    np.testing.assert_array_equal(again["rois"], results[0]["rois"])
+
+
+def test_detect_is_safe_from_several_threads(tiny_model):
+    images = [random_image(70, 70, s) for s in range(4)]
+    expected = [tiny_model.detect([im])[0] for im in images]
+    got = [None] * 4
+    errors = []
+
+    def worker(i):
+        try:
+            for _ in range(2):
+                got[i] = tiny_model.detect([images[i]])[0]
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e["rois"], g["rois"])
+        np.testing.assert_array_equal(e["class_ids"], g["class_ids"])
+        np.testing.assert_allclose(e["scores"], g["scores"], rtol=1e-5)
+
+
+def test_get_anchors_cached_per_shape(tiny_model):
+    a = tiny_model.get_anchors((128, 128, 3))
+    assert a is tiny_model.get_anchors((128, 128, 3))
+    assert a.shape == ((32 * 32 + 16 * 16 + 8 * 8 + 4 * 4 + 2 * 2) * 3, 4)
+    assert a.dtype == np.float32
+    b = tiny_model.get_anchors((64, 128, 3))
+    assert b.shape[0] < a.shape[0]
+
+
+def test_mold_and_unmold_detections_map_boxes_back(tiny_model):
+    config = tiny_model.config
+    image = random_image(64, 128)
+    molded, metas, windows = tiny_model.mold_inputs([image])
+    assert molded.shape == (1, 128, 128, 3) and molded.dtype == np.float32
+    assert windows[0].tolist() == [32, 0, 96, 128]
+    np.testing.assert_allclose(molded[0, 0, 0], -config.MEAN_PIXEL, rtol=1e-6)  # padding
+    meta = modellib.parse_image_meta(metas)
+    assert meta["original_image_shape"][0].tolist() == [64, 128, 3]
+    assert meta["window"][0].tolist() == [32, 0, 96, 128]
+    # one detection covering the window's left half in the molded image
+    box = np.array([32, 0, 96, 64])
+    norm = modellib.utils.norm_boxes(box[None], (128, 128))[0]
+    detections = np.zeros((3, 6), np.float32)
+    detections[0] = list(norm) + [2, 0.9]
+    masks = np.ones((3, 28, 28, 4), np.float32)
+    boxes, class_ids, scores, full = tiny_model.unmold_detections(
+        detections, masks, image.shape, molded[0].shape, windows[0])
+    assert boxes.tolist() == [[0, 0, 64, 64]]
+    assert class_ids.tolist() == [2] and scores.tolist() == [pytest.approx(0.9)]
+    assert full.shape == (64, 128, 1) and full[:, :64].all() and not full[:, 64:].any()
+
+
+# --- layers on hand-made inputs ------------------------------------------------------
+
+def test_roi_level_formula_picks_pyramid_levels():
+    # image 1024x1024: a 224-px ROI belongs to level 4, halving/doubling moves one level
+    sides = np.array([224, 112, 56, 448, 8, 1000, 160, 159]) / 1024.0
+    boxes = np.stack([np.zeros_like(sides), np.zeros_like(sides), sides, sides], axis=1)
+    levels = roi_pyramid_level(tf.constant(boxes, tf.float32), tf.constant([1024, 1024, 3.]))
+    # 160 px: log2(160/224) = -0.485 -> round to 0 -> 4; 159 px: -0.494 -> 4
+    assert levels.numpy().tolist() == [4, 3, 2, 5, 2, 5, 4, 4]
+
+
+def test_pyramid_roi_align_pools_from_the_level_of_each_box():
+    meta = np.zeros((2, 12 + 4), np.float32)
+    meta[:, 4:7] = [256, 256, 3]
+    maps = [tf.fill([2, 256 // s, 256 // s, 3], float(level))
+            for level, s in zip(range(2, 6), (4, 8, 16, 32))]
+    # image 256x256: a normalised side s goes to level 4 + round(log2(s / (224 / 256)));
+    # every map holds its level number (plus 100 for the second image)
+    sides = [0.875, 0.4375, 0.2, 1.0]
+    expect = [4, 3, 2, 4]
+    boxes = np.array([[[0, 0, s, s] for s in sides], [[0, 0, s, s] for s in sides[::-1]]],
+                     np.float32)
+    maps = [m + tf.reshape(tf.constant([0., 100.]), [2, 1, 1, 1]) for m in maps]  # image id
+    out = PyramidROIAlign([3, 3])([tf.constant(boxes), tf.constant(meta)] + maps).numpy()
+    assert out.shape == (8, 3, 3, 3)
+    got = out[:, 1, 1, 0]
+    assert got.tolist() == [float(v) for v in expect] + [100.0 + v for v in expect[::-1]]
+
+
+def test_proposal_layer_scores_nms_limit_and_padding():
+    anchors = np.array([[0, 0, .5, .5],        # A: .9
+                        [0, 0, .5, .52],       # B: IoU .96 with A: .8
+                        [.5, .5, 1, 1],        # C: .7
+                        [.1, .6, .2, .7],      # D: .1
+                        [.8, .0, 1.2, .1]],    # E: .05, sticks out: clipped to 1
+                       np.float32)
+    fg = np.array([.9, .8, .7, .1, .05], np.float32)
+    probs = np.stack([1 - fg, fg], axis=-1)[None]
+    deltas = np.zeros((1, 5, 4), np.float32)
+    deltas[0, 2] = [1.0, 0, 0, 0]              # C moves down by 1 * 0.1 * h = .05
+    layer = ProposalLayer(proposal_count=6, nms_threshold=0.7, pre_nms_limit=6000)
+    out = layer([tf.constant(probs), tf.constant(deltas), tf.constant(anchors[None])]).numpy()[0]
+    np.testing.assert_allclose(out, [[0, 0, .5, .5], [.55, .5, 1, 1], [.1, .6, .2, .7],
+                                     [.8, 0, 1, .1], [0, 0, 0, 0], [0, 0, 0, 0]], atol=1e-6)
+    limited = ProposalLayer(proposal_count=3, nms_threshold=0.7, pre_nms_limit=2)(
+        [tf.constant(probs), tf.constant(deltas), tf.constant(anchors[None])]).numpy()[0]
+    np.testing.assert_allclose(limited, [[0, 0, .5, .5], [0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def test_detection_layer_per_class_nms_confidence_and_window():
+    rois = np.array([[.1, .1, .5, .5],    # class 1, .9
+                     [.1, .1, .5, .52],   # class 1, .8: suppressed by the first
+                     [.1, .1, .5, .5],    # class 2, .7: same box, other class: kept
+                     [.6, .6, .9, .9],    # background wins: dropped
+                     [.6, .0, .8, .3],    # class 3, .3: below min confidence .5
+                     [.0, .5, .3, 1.0]],  # class 3, .6: clipped to the window
+                    np.float32)
+    probs = np.zeros((6, 4), np.float32)
+    for i, (c, p) in enumerate([(1, .9), (1, .8), (2, .7), (0, .8), (3, .3), (3, .6)]):
+        probs[i] = (1 - p) / 3
+        probs[i, c] = p
+    deltas = np.zeros((6, 4, 4), np.float32)
+    meta = np.zeros((1, 16), np.float32)
+    meta[0, 4:7] = [101, 101, 3]
+    meta[0, 7:11] = [0, 0, 101, 81]       # window: the right fifth is padding
+    layer = DetectionLayer(min_confidence=0.5, nms_threshold=0.3, max_instances=5)
+    out = layer([tf.constant(rois[None]), tf.constant(probs[None]), tf.constant(deltas[None]),
+                 tf.constant(meta)]).numpy()[0]
+    np.testing.assert_allclose(out, [[.1, .1, .5, .5, 1, .9],
+                                     [.1, .1, .5, .5, 2, .7],
+                                     [0, .5, .3, .8, 3, .6],
+                                     [0] * 6, [0] * 6], atol=1e-6)

@@ -1,0 +1,191 @@
+"""load_weights on classic Keras 2 HDF5 files written here with h5py, Keras 3 files,
+and our own checkpoints."""
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.weights import WeightsError  # noqa: E402
+
+CLASS_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+
+def small_config(num_classes=4):
+    return type("SmallConfig", (Config,), dict(
+        NAME="small", NUM_CLASSES=num_classes, BACKBONE="resnet50", IMAGES_PER_GPU=1,
+        IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, POST_NMS_ROIS_INFERENCE=50,
+        DETECTION_MAX_INSTANCES=5))()
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return modellib.MaskRCNN("inference", small_config(), str(tmp_path_factory.mktemp("logs")))
+
+
+def classic_layout(num_classes, seed=0):
+    """What a classic Keras 2 save_weights file holds for a few layers:
+    {group: [(weight name, array)]}, in Keras 2's naming."""
+    rng = np.random.RandomState(seed)
+
+    def a(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+    nc = num_classes
+    return {
+        "conv1": [("conv1/kernel:0", a(7, 7, 3, 64)), ("conv1/bias:0", a(64))],
+        "bn_conv1": [("bn_conv1/gamma:0", a(64)), ("bn_conv1/beta:0", a(64)),
+                     ("bn_conv1/moving_mean:0", a(64)),
+                     ("bn_conv1/moving_variance:0", np.abs(a(64)))],
+        "res4f_branch2c": [("res4f_branch2c/kernel:0", a(1, 1, 256, 1024)),
+                           ("res4f_branch2c/bias:0", a(1024))],
+        "rpn_model": [("rpn_conv_shared/kernel:0", a(3, 3, 256, 512)),
+                      ("rpn_conv_shared/bias:0", a(512)),
+                      ("rpn_class_raw/kernel:0", a(1, 1, 512, 6)),
+                      ("rpn_class_raw/bias:0", a(6)),
+                      ("rpn_bbox_pred/kernel:0", a(1, 1, 512, 12)),
+                      ("rpn_bbox_pred/bias:0", a(12))],
+        "mrcnn_mask_bn1": [("mrcnn_mask_bn1/gamma:0", a(256)), ("mrcnn_mask_bn1/beta:0", a(256)),
+                           ("mrcnn_mask_bn1/moving_mean:0", a(256)),
+                           ("mrcnn_mask_bn1/moving_variance:0", np.abs(a(256)))],
+        "mrcnn_class_logits": [("mrcnn_class_logits/kernel:0", a(1024, nc)),
+                               ("mrcnn_class_logits/bias:0", a(nc))],
+        "mrcnn_bbox_fc": [("mrcnn_bbox_fc/kernel:0", a(1024, 4 * nc)),
+                          ("mrcnn_bbox_fc/bias:0", a(4 * nc))],
+        "mrcnn_mask": [("mrcnn_mask/kernel:0", a(1, 1, 256, nc)), ("mrcnn_mask/bias:0", a(nc))],
+        # a layer this model does not have (e.g. from another head): ignored by name
+        "some_other_layer": [("some_other_layer/kernel:0", a(3, 3))],
+    }
+
+
+def write_classic_h5(path, layout, names_as="bytes", split=False, wrap=False,
+                     rpn_prefix=False):
+    """Write the Keras 2 layout with h5py, as the classic library's files are."""
+    with h5py.File(path, "w") as f:
+        root = f.create_group("model_weights") if wrap else f
+        names = list(layout)
+        enc = (lambda s: s.encode("utf8")) if names_as == "bytes" else (lambda s: s)
+        values = [enc(n) for n in names]
+        if names_as == "str":
+            values = np.array(names, dtype=h5py.string_dtype())
+        if split:
+            root.attrs["layer_names0"] = values[:4]
+            root.attrs["layer_names1"] = values[4:]
+        else:
+            root.attrs["layer_names"] = values
+        root.attrs["backend"] = b"tensorflow"
+        for layer, weights in layout.items():
+            g = root.create_group(layer)
+            weight_names = []
+            for name, array in weights:
+                if rpn_prefix and layer == "rpn_model":
+                    name = "rpn_model/" + name
+                weight_names.append(name)
+                g.create_dataset(name, data=array)
+            g.attrs["weight_names"] = [enc(n) for n in weight_names]
+    return path
+
+
+def value(model, layer, i=0):
+    keras_model = model.keras_model
+    if layer.startswith("rpn_"):
+        l = keras_model.get_layer("rpn_model").get_layer(layer)
+    else:
+        l = keras_model.get_layer(layer)
+    return l.weights[i].numpy()
+
+
+@pytest.mark.parametrize("variant", [
+    dict(), dict(names_as="str"), dict(split=True), dict(wrap=True), dict(rpn_prefix=True),
+])
+def test_classic_h5_loads_by_name(model, tmp_path, variant):
+    layout = classic_layout(4)
+    path = write_classic_h5(str(tmp_path / "classic.h5"), layout, **variant)
+    report = model.load_weights(path, by_name=True)
+    assert "conv1" in report["loaded"] and "rpn_conv_shared" in report["loaded"]
+    assert report["not_in_model"] == ["some_other_layer"]
+    np.testing.assert_array_equal(value(model, "conv1"), layout["conv1"][0][1])
+    np.testing.assert_array_equal(value(model, "bn_conv1", 3), layout["bn_conv1"][3][1])
+    np.testing.assert_array_equal(value(model, "res4f_branch2c", 1), layout["res4f_branch2c"][1][1])
+    np.testing.assert_array_equal(value(model, "rpn_class_raw"), layout["rpn_model"][2][1])
+    np.testing.assert_array_equal(value(model, "rpn_bbox_pred", 1), layout["rpn_model"][5][1])
+    np.testing.assert_array_equal(value(model, "mrcnn_mask"), layout["mrcnn_mask"][0][1])
+    np.testing.assert_array_equal(value(model, "mrcnn_mask_bn1", 2), layout["mrcnn_mask_bn1"][2][1])
+
+
+def test_exclude_leaves_excluded_layers_untouched(model, tmp_path):
+    path = write_classic_h5(str(tmp_path / "a.h5"), classic_layout(4, seed=1))
+    before = value(model, "mrcnn_class_logits")
+    rpn_before = value(model, "rpn_conv_shared")
+    model.load_weights(path, by_name=True, exclude=CLASS_LAYERS + ["rpn_model"])
+    np.testing.assert_array_equal(value(model, "mrcnn_class_logits"), before)
+    np.testing.assert_array_equal(value(model, "rpn_conv_shared"), rpn_before)
+    np.testing.assert_array_equal(value(model, "conv1"), classic_layout(4, seed=1)["conv1"][0][1])
+
+
+def test_other_num_classes_without_exclude_names_layer_shapes_and_fix(model, tmp_path):
+    path = write_classic_h5(str(tmp_path / "coco.h5"), classic_layout(81, seed=2))
+    before = value(model, "conv1")
+    with pytest.raises(WeightsError) as e:
+        model.load_weights(path, by_name=True)
+    text = str(e.value)
+    assert "mrcnn_bbox_fc" in text and "(1024, 324)" in text and "(1024, 16)" in text
+    assert 'exclude=["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]' in text
+    # nothing was changed by the failed load
+    np.testing.assert_array_equal(value(model, "conv1"), before)
+    model.load_weights(path, by_name=True, exclude=CLASS_LAYERS)
+    np.testing.assert_array_equal(value(model, "conv1"), classic_layout(81, seed=2)["conv1"][0][1])
+
+
+def test_by_name_false_requires_the_same_layers(model, tmp_path):
+    path = write_classic_h5(str(tmp_path / "partial.h5"), classic_layout(4))
+    with pytest.raises(WeightsError, match="by_name=False.*by_name=True"):
+        model.load_weights(path, by_name=False)
+
+
+def test_missing_and_truncated_files_give_clear_errors(model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="weights/README.md"):
+        model.load_weights(str(tmp_path / "nope.h5"), by_name=True)
+    good = write_classic_h5(str(tmp_path / "good.h5"), classic_layout(4))
+    data = open(good, "rb").read()
+    bad = tmp_path / "truncated.h5"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(WeightsError, match="truncated"):
+        model.load_weights(str(bad), by_name=True)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all" * 10)
+    with pytest.raises(WeightsError, match="truncated or not a Keras weight file"):
+        model.load_weights(str(junk), by_name=True)
+
+
+def test_own_checkpoint_round_trip_and_epoch_from_name(tmp_path):
+    config = small_config()
+    a = modellib.MaskRCNN("inference", config, str(tmp_path))
+    folder = tmp_path / "small20261122T0930"
+    path = a.save_weights(str(folder / "mask_rcnn_small_0007.h5"))
+    with h5py.File(path, "r") as f:   # the classic layout
+        assert b"rpn_model" in list(f.attrs["layer_names"])
+        assert b"rpn_conv_shared/kernel:0" in list(f["rpn_model"].attrs["weight_names"])
+    b = modellib.MaskRCNN("inference", config, str(tmp_path))
+    b.load_weights(path, by_name=False)
+    for wa, wb in zip(a.keras_model.weights, b.keras_model.weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
+    assert b.epoch == 7
+    assert b.log_dir == str(folder)
+    assert b.find_last() == path
+
+
+def test_keras3_weights_file_loads_by_name(model, tmp_path):
+    other = modellib.MaskRCNN("inference", small_config(), str(tmp_path))
+    path = str(tmp_path / "k3.weights.h5")
+    other.keras_model.save_weights(path)
+    model.load_weights(path, by_name=True)
+    np.testing.assert_array_equal(value(model, "res3b_branch2b"), value(other, "res3b_branch2b"))
+    np.testing.assert_array_equal(value(model, "rpn_bbox_pred"), value(other, "rpn_bbox_pred"))
+
+
+def test_find_last_without_runs_says_what_to_do(tmp_path):
+    m = modellib.MaskRCNN("inference", small_config(), str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="NAME='small'"):
+        m.find_last()
