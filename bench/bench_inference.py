@@ -1,0 +1,238 @@
+"""Inference benchmark: mrcnn.detect vs torchvision maskrcnn_resnet50_fpn, same run.
+
+    .venv/bin/python bench/bench_inference.py [--runs 5] [--size 1024]
+        [--torch-python .venv-torch/bin/python] [--image PATH] [--record]
+
+Both models: ResNet-50 FPN, 81 classes (torchvision: 91, its COCO head), random weights
+(no pretrained files are needed to time them), one 1024x1024 image, score threshold 0
+and 100 detections, so the mask head runs on 100 boxes in both. Each model runs in its
+own process (ours in this interpreter's environment, torchvision in the one given by
+--torch-python), after warm-up runs; the parent reports the median wall time of
+``detect`` / ``model(images)`` (post-processing included), its GFLOP/s, and each
+process's peak resident memory. --record appends the result to bench/RESULTS.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def default_image(size):
+    """A real photo (the COCO sample's first image) resized to size x size, or noise."""
+    import numpy as np
+    sample = os.path.join(ROOT, "..", "shared", "data", "coco_val2017_sample", "images")
+    if os.path.isdir(sample):
+        from PIL import Image
+        name = sorted(os.listdir(sample))[0]
+        with Image.open(os.path.join(sample, name)) as im:
+            return np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    return (np.random.RandomState(0).rand(size, size, 3) * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------- children
+
+def child_mrcnn(args):
+    import numpy as np
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    from mrcnn import model as modellib
+    from mrcnn.config import Config
+
+    class BenchConfig(Config):
+        NAME = "bench"
+        BACKBONE = "resnet50"
+        NUM_CLASSES = 81
+        IMAGES_PER_GPU = 1
+        IMAGE_MIN_DIM = args.size
+        IMAGE_MAX_DIM = args.size
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    model = modellib.MaskRCNN("inference", BenchConfig(), os.path.join(ROOT, "logs"))
+    image = default_image(args.size) if not args.image else np.asarray(
+        __import__("PIL.Image", fromlist=["Image"]).open(args.image).convert("RGB"))
+    for _ in range(args.warmup):
+        model.detect([image])
+    times, n = [], None
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        r = model.detect([image])[0]
+        times.append(time.perf_counter() - t0)
+        n = int(r["rois"].shape[0])
+    # Graph-only time (no mask pasting), for the GFLOP/s figure
+    molded, metas, _ = model.mold_inputs([image])
+    anchors = model.get_anchors(molded[0].shape)[None]
+    graph = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        model._predict(molded, metas, anchors)
+        graph.append(time.perf_counter() - t0)
+    return {"times": times, "graph_times": graph, "detections": n,
+            "gflop": count_mrcnn_gflop(model, molded, metas, anchors)}
+
+
+def count_mrcnn_gflop(model, molded, metas, anchors):
+    """GFLOPs of one forward pass (2 FLOPs per multiply-add).
+
+    Backbone, FPN and RPN: counted by TensorFlow's profiler on a graph traced with the
+    fixed input shape. The heads run on ROIs whose count is only known at run time, so
+    the profiler cannot see them; they are counted from their layers' kernel shapes
+    (classifier on POST_NMS_ROIS_INFERENCE ROIs, mask head on DETECTION_MAX_INSTANCES).
+    """
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+    keras_model = model.keras_model
+    fn = tf.function(lambda a, b, c: keras_model([a, b, c], training=False))
+    concrete = fn.get_concrete_function(tf.TensorSpec(molded.shape, tf.float32),
+                                        tf.TensorSpec(metas.shape, tf.float32),
+                                        tf.TensorSpec(anchors.shape, tf.float32))
+    opts = option_builder.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    try:
+        info = model_analyzer.profile(concrete.graph, options=opts)
+        static = info.total_float_ops / 1e9
+    except Exception:
+        return None
+
+    def layer_flops(name, positions):
+        kernel = keras_model.get_layer(name).weights[0].shape
+        return 2.0 * float(np.prod(kernel)) * positions / 1e9
+    c = model.config
+    classifier = c.POST_NMS_ROIS_INFERENCE * (
+        layer_flops("mrcnn_class_conv1", 1) + layer_flops("mrcnn_class_conv2", 1) +
+        layer_flops("mrcnn_class_logits", 1) + layer_flops("mrcnn_bbox_fc", 1))
+    p, m = c.MASK_POOL_SIZE, 2 * c.MASK_POOL_SIZE
+    mask = c.DETECTION_MAX_INSTANCES * (
+        sum(layer_flops("mrcnn_mask_conv{}".format(i), p * p) for i in range(1, 5)) +
+        layer_flops("mrcnn_mask_deconv", p * p) + layer_flops("mrcnn_mask", m * m))
+    return {"backbone_fpn_rpn": static, "classifier": classifier, "mask": mask,
+            "total": static + classifier + mask}
+
+
+def child_torchvision(args):
+    import numpy as np
+    import torch
+    import torchvision
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.set_num_threads(os.cpu_count())
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
+                                  min_size=args.size, max_size=args.size,
+                                  box_score_thresh=0.0, box_detections_per_img=100)
+    model.eval()
+    image = default_image(args.size)
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    times, n = [], None
+    with torch.inference_mode():
+        for _ in range(args.warmup):
+            model([x])
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            out = model([x])[0]
+            times.append(time.perf_counter() - t0)
+            n = int(out["boxes"].shape[0])
+    return {"times": times, "detections": n, "torch": torch.__version__,
+            "torchvision": torchvision.__version__}
+
+
+# ---------------------------------------------------------------------------- parent
+
+def run_child(python, which, args):
+    cmd = [python, os.path.abspath(__file__), "--child", which, "--runs", str(args.runs),
+           "--warmup", str(args.warmup), "--size", str(args.size)]
+    if args.image:
+        cmd += ["--image", args.image]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = "", ""
+    # wait4 gives the child's own peak RSS
+    _, status, usage = os.wait4(proc.pid, 0)
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError("{} benchmark failed:\n{}".format(which, err[-3000:]))
+    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="mrcnn vs torchvision inference benchmark")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--size", type=int, default=1024)
+    p.add_argument("--image", default=None)
+    p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
+    p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
+    p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.child:
+        fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
+        print("RESULT " + json.dumps(fn(args)))
+        return
+
+    print("mrcnn: {} warm-up + {} runs at {}x{} ...".format(args.warmup, args.runs, args.size,
+                                                           args.size), flush=True)
+    ours = run_child(sys.executable, "mrcnn", args)
+    peer = None
+    if os.path.exists(args.torch_python):
+        print("torchvision: {} warm-up + {} runs ...".format(args.warmup, args.runs), flush=True)
+        peer = run_child(args.torch_python, "torchvision", args)
+    else:
+        print("torchvision not installed at {} (see bench/README.md); skipping the peer"
+              .format(args.torch_python))
+
+    med = statistics.median(ours["times"])
+    gmed = statistics.median(ours["graph_times"])
+    lines = [
+        "mrcnn detect:        median {:.2f} s  (runs {})".format(
+            med, ", ".join("{:.2f}".format(t) for t in ours["times"])),
+        "  graph only:        median {:.2f} s; {} detections".format(gmed, ours["detections"]),
+        "  peak RSS:          {:.0f} MB".format(ours["peak_rss_mb"]),
+    ]
+    g = ours.get("gflop")
+    if g:
+        lines.append("  FLOPs:             {:.0f} GFLOP per image (backbone+FPN+RPN {:.0f}, "
+                     "classifier {:.0f}, mask head {:.0f}) -> {:.0f} GFLOP/s in the graph"
+                     .format(g["total"], g["backbone_fpn_rpn"], g["classifier"], g["mask"],
+                             g["total"] / gmed))
+    if peer:
+        pmed = statistics.median(peer["times"])
+        lines += [
+            "torchvision {} (torch {}): median {:.2f} s  (runs {}); {} detections".format(
+                peer["torchvision"], peer["torch"], pmed,
+                ", ".join("{:.2f}".format(t) for t in peer["times"]), peer["detections"]),
+            "  peak RSS:          {:.0f} MB".format(peer["peak_rss_mb"]),
+            "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(
+                med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"]),
+        ]
+    print("\n".join(lines))
+    if args.record:
+        record(args, lines)
+
+
+def record(args, lines):
+    path = os.path.join(HERE, "RESULTS.md")
+    header = "" if os.path.exists(path) else "# Benchmark results\n"
+    with open(path, "a") as f:
+        f.write(header)
+        f.write("\n## Inference, {}x{}, ResNet-50, 100 detections ({}, {} CPUs, {})\n\n".format(
+            args.size, args.size, datetime.date.today().isoformat(), os.cpu_count(),
+            platform.processor() or platform.machine()))
+        f.write("`python bench/bench_inference.py --runs {} --warmup {}`\n\n```\n{}\n```\n"
+                .format(args.runs, args.warmup, "\n".join(lines)))
+
+
+if __name__ == "__main__":
+    main()
