@@ -189,3 +189,19 @@ def test_find_last_without_runs_says_what_to_do(tmp_path):
     m = modellib.MaskRCNN("inference", small_config(), str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="NAME='small'"):
         m.find_last()
+
+
+def test_get_imagenet_weights_finds_local_file_or_says_where_to_put_it(model, tmp_path,
+                                                                      monkeypatch):
+    folder = tmp_path / "w"
+    folder.mkdir()
+    monkeypatch.setattr(modellib, "IMAGENET_WEIGHTS_URL", "http://127.0.0.1:9/none.h5")
+    monkeypatch.delenv("MRCNN_WEIGHTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        model.get_imagenet_weights(cache_dir=str(folder))
+    assert str(folder / modellib.IMAGENET_WEIGHTS_NAME) in str(e.value)
+    assert not list(folder.iterdir())  # no partial download left behind
+    (folder / modellib.IMAGENET_WEIGHTS_NAME).write_bytes(b"x")
+    assert model.get_imagenet_weights(cache_dir=str(folder)) == \
+        str(folder / modellib.IMAGENET_WEIGHTS_NAME)
