@@ -36,18 +36,14 @@ class BatchNorm(KL.BatchNormalization):
         return config
 
 
-def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True,
-                   train_bn=False):
-    """A bottleneck block whose shortcut is the identity.
-
-    input_tensor: [batch, h, w, filters[2]]; kernel_size: of the middle conv;
-    filters: the three conv widths; stage, block: for the layer names ("res2a_...").
-    """
+def _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, use_bias,
+                train_bn):
+    """The residual branch: 1x1 (strided) -> kxk -> 1x1, each with BN, relu between."""
     nb_filter1, nb_filter2, nb_filter3 = filters
     conv_name_base = "res" + str(stage) + block + "_branch"
     bn_name_base = "bn" + str(stage) + block + "_branch"
-
-    x = KL.Conv2D(nb_filter1, (1, 1), name=conv_name_base + "2a", use_bias=use_bias)(input_tensor)
+    x = KL.Conv2D(nb_filter1, (1, 1), strides=strides, name=conv_name_base + "2a",
+                  use_bias=use_bias)(input_tensor)
     x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2a")(x)
     x = KL.Activation("relu")(x)
     x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding="same",
@@ -55,7 +51,18 @@ def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=Tr
     x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2b")(x)
     x = KL.Activation("relu")(x)
     x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
+    return BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
+
+
+def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True,
+                   train_bn=False):
+    """A bottleneck block whose shortcut is the identity.
+
+    input_tensor: [batch, h, w, filters[2]]; kernel_size: of the middle conv;
+    filters: the three conv widths; stage, block: for the layer names ("res2a_...").
+    """
+    x = _bottleneck(input_tensor, kernel_size, filters, stage, block, (1, 1), use_bias,
+                    train_bn)
     x = KL.Add()([x, input_tensor])
     return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
 
@@ -66,24 +73,12 @@ def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
 
     strides: on the first 1x1 conv and the shortcut; (2, 2) halves the size.
     """
-    nb_filter1, nb_filter2, nb_filter3 = filters
-    conv_name_base = "res" + str(stage) + block + "_branch"
-    bn_name_base = "bn" + str(stage) + block + "_branch"
-
-    x = KL.Conv2D(nb_filter1, (1, 1), strides=strides, name=conv_name_base + "2a",
-                  use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2a")(x)
-    x = KL.Activation("relu")(x)
-    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding="same",
-                  name=conv_name_base + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2b")(x)
-    x = KL.Activation("relu")(x)
-    x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + "2c", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
-
-    shortcut = KL.Conv2D(nb_filter3, (1, 1), strides=strides, name=conv_name_base + "1",
+    x = _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, use_bias,
+                    train_bn)
+    shortcut = KL.Conv2D(filters[2], (1, 1), strides=strides,
+                         name="res" + str(stage) + block + "_branch1",
                          use_bias=use_bias)(input_tensor)
-    shortcut = BatchNorm(train_bn=train_bn, name=bn_name_base + "1")(shortcut)
+    shortcut = BatchNorm(train_bn=train_bn, name="bn" + str(stage) + block + "_branch1")(shortcut)
     x = KL.Add()([x, shortcut])
     return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
 
