@@ -36,6 +36,7 @@ INSTALL_REQUIRES = [
     "pycocotools>=2.0.7",
     "Pillow>=10",
     "tqdm>=4.60",
+    "tensorboard>=2.16",
 ]
 
 EXTRAS = {

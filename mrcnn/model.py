@@ -39,6 +39,12 @@ from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .imageops import to_rgb_uint8
 from .roi_align import PyramidROIAlign, UnflattenRois  # noqa: F401
 from .rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
+from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # noqa: F401
+                       data_generator, load_image_gt, make_dataset, training_anchors)
+from .targets import DetectionTargetLayer, build_rpn_targets, generate_random_rois  # noqa: F401
+from .training import (LAYER_PRESETS, ClassicCheckpoint, SkippedImagesLogger,  # noqa: F401
+                       StepLossLogger, TrainingDiverged, TrainingModel, layers_regex,
+                       make_strategy, set_trainable)
 from .weights import load_weights_by_name, save_weights_classic
 
 logger = logging.getLogger(__name__)
@@ -72,10 +78,21 @@ class SliceBoxes(KL.Layer):
         return tuple(input_shape[:-1]) + (4,)
 
 
+class NormBoxes(KL.Layer):
+    """Pixel boxes [batch, N, 4] to normalised ones, for the size of ``image``."""
+
+    def call(self, inputs):
+        boxes, image = inputs
+        return norm_boxes_graph(tf.cast(boxes, tf.float32), tf.shape(image)[1:3])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
+
+
 class MaskRCNN(object):
     """Mask R-CNN, with the classic Matterport interface.
 
-    mode: "inference" (training mode arrives with the training pipeline).
+    mode: "training" or "inference".
     config: a Config subclass instance.
     model_dir: folder for training logs and checkpoints.
     The Keras model is ``self.keras_model``.
@@ -109,9 +126,9 @@ class MaskRCNN(object):
     def build(self, mode, config):
         """Build the Mask R-CNN architecture (see the module docstring for the parts)."""
         if mode == "training":
-            raise NotImplementedError(
-                "MaskRCNN(mode='training') is not available in this version yet; build "
-                "mode='inference' to detect and to load weights.")
+            self.strategy = make_strategy(config)
+            with self.strategy.scope():
+                return self._build_training(config)
         input_image = KL.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT],
                                name="input_image")
         input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
@@ -150,6 +167,60 @@ class MaskRCNN(object):
         return keras.Model([input_image, input_image_meta, input_anchors],
                            [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                             rpn_rois, rpn_class, rpn_bbox], name="mask_rcnn")
+
+    def _build_training(self, config):
+        """The training graph: RPN and detection targets, heads on sampled ROIs."""
+        _check_training_shape(config)
+        h, w = config.IMAGE_SHAPE[:2]
+        input_image = KL.Input(shape=[h, w, config.IMAGE_CHANNEL_COUNT], name="input_image")
+        input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
+        input_rpn_match = KL.Input(shape=[None, 1], name="input_rpn_match", dtype="int32")
+        input_rpn_bbox = KL.Input(shape=[None, 4], name="input_rpn_bbox", dtype="float32")
+        input_gt_class_ids = KL.Input(shape=[None], name="input_gt_class_ids", dtype="int32")
+        input_gt_boxes = KL.Input(shape=[None, 4], name="input_gt_boxes", dtype="int32")
+        mh, mw = config.MINI_MASK_SHAPE if config.USE_MINI_MASK else (h, w)
+        input_gt_masks = KL.Input(shape=[mh, mw, None], name="input_gt_masks", dtype="bool")
+        input_anchors = KL.Input(shape=[None, 4], name="input_anchors")
+        inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
+                  input_gt_class_ids, input_gt_boxes, input_gt_masks, input_anchors]
+        gt_boxes = NormBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
+
+        feature_maps = self._feature_maps(input_image, config)
+        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                              config.TOP_DOWN_PYRAMID_SIZE)
+        level_outputs = [rpn([p]) for p in feature_maps]
+        names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+        rpn_class_logits, rpn_class, rpn_bbox = [
+            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
+        rpn_rois = ProposalLayer(
+            proposal_count=config.POST_NMS_ROIS_TRAINING,
+            nms_threshold=config.RPN_NMS_THRESHOLD, pre_nms_limit=config.PRE_NMS_LIMIT,
+            rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV, name="ROI")(
+                [rpn_class, rpn_bbox, input_anchors])
+        if config.USE_RPN_ROIS:
+            target_rois = rpn_rois
+        else:
+            input_rois = KL.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4], name="input_roi")
+            inputs.append(input_rois)
+            target_rois = NormBoxes(name="input_roi_normalized")([input_rois, input_image])
+
+        rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+            rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
+            positive_ratio=config.ROI_POSITIVE_RATIO, bbox_std_dev=config.BBOX_STD_DEV,
+            mask_shape=config.MASK_SHAPE, use_mini_mask=config.USE_MINI_MASK,
+            name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
+                                      input_gt_masks])
+        mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
+            rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
+            train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        mrcnn_mask = build_fpn_mask_graph(rois, feature_maps[:4], input_image_meta,
+                                          config.MASK_POOL_SIZE, config.NUM_CLASSES,
+                                          train_bn=config.TRAIN_BN)
+        outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
+                   mrcnn_bbox, mrcnn_mask, rpn_rois, rois, target_class_ids, target_bbox,
+                   target_mask]
+        anchors = utils.norm_boxes(training_anchors(config), config.IMAGE_SHAPE[:2])
+        return TrainingModel(inputs, outputs, config=config, anchors=anchors, name="mask_rcnn")
 
     @staticmethod
     def _feature_maps(input_image, config):
@@ -256,6 +327,84 @@ class MaskRCNN(object):
         self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(name, now))
         self.checkpoint_path = os.path.join(
             self.log_dir, "mask_rcnn_{}_*epoch*.h5".format(name)).replace("*epoch*", "{epoch:04d}")
+
+    # ------------------------------------------------------------------ training
+
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """Make trainable the weight layers whose names fully match layer_regex (a preset
+        name is accepted too); nested models (rpn_model) are searched as well."""
+        return set_trainable(keras_model or self.keras_model, layers_regex(layer_regex),
+                             verbose=verbose)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+              seed=None, verbose=1, augment=False):
+        """Train the model.
+
+        train_dataset, val_dataset: prepared Datasets (val_dataset may be None).
+        learning_rate: for SGD with momentum LEARNING_MOMENTUM and global-norm clipping
+            at GRADIENT_CLIP_NORM.
+        epochs: the epoch to train up to (cumulative: a second call with epochs=40 after
+            one with epochs=20 trains 20 more epochs, and so does resuming from a
+            checkpoint of epoch 20).
+        layers: "heads", "3+", "4+", "5+", "all", or a regex that fully matches layer
+            names (it reaches into rpn_model).
+        augmentation: an imgaug augmenter, an albumentations pipeline or a callable
+            f(image, mask) -> (image, mask) (see mrcnn.augment).
+        custom_callbacks: more Keras callbacks.
+        no_augmentation_sources: dataset sources never augmented.
+        seed: makes the image order and every random choice of the pipeline repeatable.
+        verbose: 1 a progress bar with every loss, 2 one line per epoch, 0 silent.
+
+        Each epoch runs STEPS_PER_EPOCH batches (and VALIDATION_STEPS validation
+        batches), logs to TensorBoard under self.log_dir, and saves a checkpoint
+        <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5. A NaN or infinite loss stops
+        training and raises TrainingDiverged naming the step and the loss.
+        Returns the Keras History.
+        """
+        if self.mode != "training":
+            raise ValueError("train() needs a model built with mode='training'")
+        config = self.config
+        if self.epoch >= epochs:
+            logger.warning("already at epoch %d; train(epochs=%d) has nothing to do (epochs "
+                           "is the epoch to train up to)", self.epoch, epochs)
+        stats = PipelineStats()
+        train_ds = make_dataset(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                no_augmentation_sources=no_augmentation_sources, seed=seed,
+                                augment=augment, stats=stats)
+        val_ds = None
+        if val_dataset is not None:
+            val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1)
+
+        os.makedirs(self.log_dir, exist_ok=True)
+        step_logger = StepLossLogger(self.log_dir)
+        checkpoint = ClassicCheckpoint(self.checkpoint_path)
+        callbacks = [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
+                                        write_graph=False),
+            step_logger, SkippedImagesLogger(stats), checkpoint,
+        ] + list(custom_callbacks or [])
+
+        if verbose:
+            log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
+            log("Checkpoint Path: {}".format(self.checkpoint_path))
+        with self.strategy.scope():
+            self.set_trainable(layers, verbose=0)
+            optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
+                global_clipnorm=config.GRADIENT_CLIP_NORM)
+            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        history = self.keras_model.fit(
+            train_ds, initial_epoch=self.epoch, epochs=epochs,
+            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=val_ds,
+            validation_steps=config.VALIDATION_STEPS if val_ds is not None else None,
+            verbose=verbose)
+        if step_logger.message:
+            raise TrainingDiverged(step_logger.message)
+        self.epoch = max(self.epoch, epochs)
+        self.last_checkpoints = list(checkpoint.saved)
+        return history
 
     # ------------------------------------------------------------------ inference
 

@@ -1,0 +1,277 @@
+"""Training: the Keras model with a custom train_step, layer freezing, callbacks.
+
+``MaskRCNN.train`` (in model.py) uses these. The five losses are computed in
+``train_step``/``test_step`` from the network's outputs each step (no ``add_loss``, no
+``metrics_tensors``), so calling ``train()`` again for the next stage of a schedule
+starts from a clean slate and nothing is counted twice.
+"""
+import csv
+import logging
+import math
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .config import LOSS_NAMES
+from .losses import (l2_weight_decay, mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,
+                     mrcnn_mask_loss_graph, rpn_bbox_loss_graph, rpn_class_loss_graph)
+from .weights import save_weights_classic
+
+log = logging.getLogger(__name__)
+
+# Pre-defined layer regular expressions (full match on layer names)
+LAYER_PRESETS = {
+    # all layers but the backbone
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    # from a specific ResNet stage and up
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    # all layers
+    "all": ".*",
+}
+
+
+class TrainingDiverged(FloatingPointError):
+    """A loss became NaN or infinite; the message names the step and the loss."""
+
+
+def layers_regex(layers):
+    """The regular expression for a preset name or a regex of your own."""
+    return LAYER_PRESETS.get(layers, layers)
+
+
+def set_trainable(keras_model, layer_regex, verbose=0):
+    """Make trainable exactly the weight layers whose name fully matches layer_regex,
+    including the layers inside nested models (rpn_model). Returns the trainable names."""
+    pattern = re.compile(layer_regex)
+    chosen = []
+
+    def walk(model, depth):
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                layer.trainable = True  # the container; its layers decide below
+                walk(layer, depth + 1)
+                continue
+            if not layer.weights:
+                continue
+            trainable = bool(pattern.fullmatch(layer.name))
+            layer.trainable = trainable
+            if trainable:
+                chosen.append(layer.name)
+                if verbose > 0:
+                    print("{}{:20}   ({})".format(" " * depth, layer.name,
+                                                 layer.__class__.__name__))
+    walk(keras_model, 0)
+    if not chosen:
+        raise ValueError("layers={!r} matches no weight layer; use 'heads', '3+', '4+', "
+                         "'5+', 'all' or a regex that fully matches layer names such as "
+                         "'mrcnn_.*'".format(layer_regex))
+    return chosen
+
+
+class TrainingModel(keras.Model):
+    """The training-mode functional graph, with the Mask R-CNN losses in train_step.
+
+    Inputs (in order): images, image_meta, rpn_match, rpn_bbox, gt_class_ids, gt_boxes,
+    gt_masks, anchors[, rois]. The data pipeline yields all but the anchors, which are
+    constant for the training image shape and added here.
+    """
+
+    def __init__(self, inputs, outputs, config=None, anchors=None, **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.mrcnn_config = config
+        self.anchors_value = np.asarray(anchors, dtype=np.float32)
+        self.loss_trackers = [keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES]
+
+    @property
+    def metrics(self):
+        return list(self.loss_trackers)
+
+    def _model_inputs(self, data):
+        inputs = list(data[0] if isinstance(data, tuple) and len(data) == 1 else data)
+        batch = tf.shape(inputs[0])[0]
+        anchors = tf.broadcast_to(tf.constant(self.anchors_value)[None],
+                                  [batch] + list(self.anchors_value.shape))
+        return inputs[:7] + [anchors] + inputs[7:]
+
+    def compute_mrcnn_losses(self, inputs, outputs):
+        """The five losses (unweighted) as a dict."""
+        (_, image_meta, rpn_match, rpn_bbox_target, _, _, _) = inputs[:7]
+        (rpn_class_logits, _, rpn_bbox, mrcnn_class_logits, _, mrcnn_bbox, mrcnn_mask,
+         _, _, target_class_ids, target_bbox, target_mask) = outputs
+        active_class_ids = image_meta[:, 12:]
+        return {
+            "rpn_class_loss": rpn_class_loss_graph(rpn_match, rpn_class_logits),
+            "rpn_bbox_loss": rpn_bbox_loss_graph(rpn_bbox_target, rpn_match, rpn_bbox),
+            "mrcnn_class_loss": mrcnn_class_loss_graph(target_class_ids, mrcnn_class_logits,
+                                                       active_class_ids),
+            "mrcnn_bbox_loss": mrcnn_bbox_loss_graph(target_bbox, target_class_ids, mrcnn_bbox),
+            "mrcnn_mask_loss": mrcnn_mask_loss_graph(target_mask, target_class_ids, mrcnn_mask),
+        }
+
+    def _total(self, losses):
+        weights = self.mrcnn_config.LOSS_WEIGHTS
+        total = tf.add_n([losses[n] * float(weights.get(n, 1.0)) for n in LOSS_NAMES])
+        return total
+
+    def _update(self, total, losses):
+        self.loss_trackers[0].update_state(total)
+        for tracker, name in zip(self.loss_trackers[1:], LOSS_NAMES):
+            tracker.update_state(losses[name])
+        return {t.name: t.result() for t in self.loss_trackers}
+
+    def train_step(self, data):
+        inputs = self._model_inputs(data)
+        with tf.GradientTape() as tape:
+            outputs = self(inputs, training=True)
+            losses = self.compute_mrcnn_losses(inputs, outputs)
+            total = self._total(losses)
+            decay = l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
+            objective = total + decay
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = objective / tf.cast(replicas, objective.dtype)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        return self._update(total + decay, losses)
+
+    def test_step(self, data):
+        inputs = self._model_inputs(data)
+        outputs = self(inputs, training=False)
+        losses = self.compute_mrcnn_losses(inputs, outputs)
+        decay = l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
+        return self._update(self._total(losses) + decay, losses)
+
+
+############################################################
+#  Callbacks
+############################################################
+
+class ClassicCheckpoint(keras.callbacks.Callback):
+    """Save the weights after every epoch as
+    <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5 (classic HDF5 layout)."""
+
+    def __init__(self, checkpoint_path):
+        super().__init__()
+        self.checkpoint_path = checkpoint_path
+        self.saved = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if getattr(self.model, "stop_training_reason", None):
+            return  # never save diverged weights
+        path = self.checkpoint_path.format(epoch=epoch + 1)
+        save_weights_classic(self.model, path)
+        self.saved.append(path)
+
+
+class StepLossLogger(keras.callbacks.Callback):
+    """Per-step losses: stops training on NaN/inf, and writes every step's losses to
+    TensorBoard (``step/<loss>``) and to ``<log_dir>/losses.csv``.
+
+    Keras hands callbacks the running mean of the epoch; the step's own value is
+    recovered as mean_k * k - mean_(k-1) * (k-1).
+    """
+
+    def __init__(self, log_dir, write=True):
+        super().__init__()
+        self.log_dir = log_dir
+        self.write = write
+        self.epoch = 0
+        self.message = None
+        self._writer = None
+        self._csv = None
+
+    def on_train_begin(self, logs=None):
+        self.model.stop_training_reason = None
+        if self.write:
+            os.makedirs(self.log_dir, exist_ok=True)
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "steps"))
+            path = os.path.join(self.log_dir, "losses.csv")
+            new = not os.path.exists(path)
+            self._csv_file = open(path, "a", newline="")
+            self._csv = csv.writer(self._csv_file)
+            if new:
+                self._csv.writerow(["step", "epoch", "loss"] + list(LOSS_NAMES))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self._previous = {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        values = {}
+        for name in ("loss",) + LOSS_NAMES:
+            if name not in logs:
+                continue
+            mean = float(logs[name])
+            prev = self._previous.get(name)
+            values[name] = mean if batch == 0 or prev is None else mean * (batch + 1) - prev * batch
+            self._previous[name] = mean
+        step = int(self.model.optimizer.iterations.numpy())
+        bad = [n for n, v in values.items() if not math.isfinite(v)]
+        if bad:
+            name = next((n for n in LOSS_NAMES if n in bad), bad[0])
+            self.message = ("training stopped at step {} (epoch {}, batch {}): {} is {}. "
+                            "Lower the learning rate, check GRADIENT_CLIP_NORM, and check the "
+                            "images and masks of the dataset (NaN or infinite pixel values, "
+                            "degenerate boxes).".format(step, self.epoch + 1, batch + 1, name,
+                                                        values[name]))
+            self.model.stop_training_reason = self.message
+            self.model.stop_training = True
+            return
+        if self._writer is not None:
+            with self._writer.as_default():
+                for name, v in values.items():
+                    tf.summary.scalar("step/" + name, v, step=step)
+            self._csv.writerow([step, self.epoch + 1] +
+                               ["{:.6g}".format(values.get(n, float("nan")))
+                                for n in ("loss",) + LOSS_NAMES])
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+            self._writer = None
+        if self._csv is not None:
+            self._csv_file.close()
+            self._csv = None
+
+
+class SkippedImagesLogger(keras.callbacks.Callback):
+    """Log, per epoch, how many images the pipeline skipped (no instance left)."""
+
+    def __init__(self, stats):
+        super().__init__()
+        self.stats = stats
+        self._last = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        skipped = self.stats.skipped - self._last
+        self._last = self.stats.skipped
+        if skipped:
+            log.warning("epoch %d: skipped %d images without instances (after resizing, "
+                        "cropping or augmentation); %d of %d loaded so far", epoch + 1,
+                        skipped, self.stats.skipped, self.stats.loaded)
+        if logs is not None:
+            logs["skipped_images"] = float(self.stats.skipped)
+
+
+def make_strategy(config):
+    """tf.distribute strategy for config.GPU_COUNT.
+
+    GPU_COUNT > 1: MirroredStrategy over the visible GPUs (or the CPU when there is
+    none, with a warning). Otherwise the default strategy.
+    """
+    if config.GPU_COUNT <= 1:
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) < config.GPU_COUNT:
+        log.warning("GPU_COUNT=%d but %d GPU(s) visible; training on %s", config.GPU_COUNT,
+                    len(gpus), [g.name for g in gpus] or "the CPU")
+    devices = [g.name for g in gpus[:config.GPU_COUNT]] or ["/cpu:0"]
+    return tf.distribute.MirroredStrategy(devices=devices)
