@@ -377,7 +377,7 @@ class MaskRCNN(object):
             val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1)
 
         os.makedirs(self.log_dir, exist_ok=True)
-        step_logger = StepLossLogger(self.log_dir)
+        step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH)
         checkpoint = ClassicCheckpoint(self.checkpoint_path)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,

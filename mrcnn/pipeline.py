@@ -53,6 +53,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     Instances whose masks end up empty (cropped or augmented away) are dropped.
     """
     image = dataset.load_image(image_id)
+    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
+        raise ValueError("load_image for image_id {} ({}) returned NaN or infinite pixel "
+                         "values; return RGB uint8 (or finite floats in 0..255)".format(
+                             image_id, dataset.image_reference(image_id)))
     mask, class_ids = dataset.load_mask_checked(image_id, image_shape=image.shape)
     original_shape = image.shape
     image, window, scale, padding, crop = resize_image(

@@ -177,9 +177,10 @@ class StepLossLogger(keras.callbacks.Callback):
     recovered as mean_k * k - mean_(k-1) * (k-1).
     """
 
-    def __init__(self, log_dir, write=True):
+    def __init__(self, log_dir, steps_per_epoch, write=True):
         super().__init__()
         self.log_dir = log_dir
+        self.steps_per_epoch = int(steps_per_epoch)
         self.write = write
         self.epoch = 0
         self.message = None
@@ -212,7 +213,8 @@ class StepLossLogger(keras.callbacks.Callback):
             prev = self._previous.get(name)
             values[name] = mean if batch == 0 or prev is None else mean * (batch + 1) - prev * batch
             self._previous[name] = mean
-        step = int(self.model.optimizer.iterations.numpy())
+        # global step: continues across train() calls and resumed runs
+        step = self.epoch * self.steps_per_epoch + batch + 1
         bad = [n for n, v in values.items() if not math.isfinite(v)]
         if bad:
             name = next((n for n in LOSS_NAMES if n in bad), bad[0])
@@ -229,7 +231,7 @@ class StepLossLogger(keras.callbacks.Callback):
                 for name, v in values.items():
                     tf.summary.scalar("step/" + name, v, step=step)
             self._csv.writerow([step, self.epoch + 1] +
-                               ["{:.6g}".format(values.get(n, float("nan")))
+                               ["{:.9g}".format(values.get(n, float("nan")))
                                 for n in ("loss",) + LOSS_NAMES])
 
     def on_train_end(self, logs=None):

@@ -1,0 +1,214 @@
+"""train(): layer freezing per stage, no double counting across calls, checkpoints and
+resume, NaN stop. A tiny config (64 px, few ROIs, 1 step per epoch) keeps it quick."""
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.training import LAYER_PRESETS, TrainingDiverged  # noqa: E402
+from mrcnn.weights import weight_layers  # noqa: E402
+from samples.shapes.shapes import ShapesDataset  # noqa: E402
+
+
+class TinyConfig(Config):
+    NAME = "tiny"
+    BACKBONE = "resnet50"
+    NUM_CLASSES = 4
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    POST_NMS_ROIS_TRAINING = 64
+    TRAIN_ROIS_PER_IMAGE = 16
+    MAX_GT_INSTANCES = 5
+    MINI_MASK_SHAPE = (28, 28)
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 1
+    LEARNING_RATE = 0.001
+
+
+def shapes(count=6, seed=1):
+    d = ShapesDataset()
+    d.load_shapes(count, 64, 64, seed=seed)
+    d.prepare()
+    return d
+
+
+def snapshot(keras_model):
+    return {name: [w.numpy().copy() for w in layer.weights]
+            for name, layer in weight_layers(keras_model).items() if not hasattr(layer, "layers")}
+
+
+def changed_layers(before, after):
+    return {n for n in before
+            if any(not np.array_equal(a, b) for a, b in zip(before[n], after[n]))}
+
+
+def read_steps(log_dir):
+    with open(os.path.join(log_dir, "losses.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory):
+    """heads (epoch 1), then 4+ (epoch 2), then all (epoch 3) on one model."""
+    model_dir = str(tmp_path_factory.mktemp("logs"))
+    model = modellib.MaskRCNN("training", TinyConfig(), model_dir)
+    train, val = shapes(6, 1), shapes(2, 2)
+    stages = []
+    for epochs, layers in ((1, "heads"), (2, "4+"), (3, "all")):
+        before = snapshot(model.keras_model)
+        history = model.train(train, val, learning_rate=0.001, epochs=epochs, layers=layers,
+                              seed=epochs, verbose=0)
+        trainable = {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
+        stages.append((layers, changed_layers(before, snapshot(model.keras_model)), history,
+                       trainable))
+    return model, stages
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2])
+def test_each_stage_changes_exactly_its_layers(staged_run, stage):
+    model, stages = staged_run
+    layers, changed, _, trainable = stages[stage]
+    pattern = re.compile(LAYER_PRESETS[layers])
+    all_layers = [n for n, l in weight_layers(model.keras_model).items()
+                  if not hasattr(l, "layers")]
+    intended = {n for n in all_layers if pattern.fullmatch(n)}
+    # the optimiser saw exactly the intended layers (rpn_model's layers included) ...
+    assert trainable == intended
+    # ... every other layer is bitwise unchanged, and the intended ones that got a
+    # gradient moved (heads without a positive ROI in 2 steps may get none)
+    assert changed <= intended, sorted(changed - intended)[:5]
+    sentinels = {"heads": ["rpn_conv_shared", "rpn_class_raw", "fpn_c2p2", "mrcnn_class_logits"],
+                 "4+": ["res4a_branch2a", "res5c_branch2c", "bn4a_branch2a", "fpn_p2"],
+                 "all": ["conv1", "res2a_branch2a", "res3d_branch2c", "rpn_bbox_pred"]}[layers]
+    assert set(sentinels) <= changed, sorted(set(sentinels) - changed)
+    if layers != "all":
+        assert "conv1" not in changed and "res3d_branch2c" not in changed
+
+
+def test_frozen_batch_norm_statistics_never_move(staged_run):
+    model, _ = staged_run
+    bn = model.keras_model.get_layer("bn_conv1")
+    # initial moving stats are 0 and 1; TRAIN_BN=False never updates them
+    assert not bn.moving_mean.numpy().any()
+    assert (bn.moving_variance.numpy() == 1).all()
+
+
+def test_every_loss_logged_per_epoch_and_per_step_without_double_counting(staged_run):
+    model, stages = staged_run
+    for _, _, history, _ in stages:
+        for name in ("loss", "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+                     "mrcnn_bbox_loss", "mrcnn_mask_loss", "val_loss"):
+            assert name in history.history and len(history.history[name]) == 1
+    rows = read_steps(model.log_dir)
+    assert [int(r["step"]) for r in rows] == list(range(1, 7))     # 3 calls x 2 steps
+    assert [int(r["epoch"]) for r in rows] == [1, 1, 2, 2, 3, 3]
+    # the total is the sum of the five losses (weights 1) plus weight decay, per step
+    for r in rows:
+        parts = sum(float(r[n]) for n in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+                                          "mrcnn_bbox_loss", "mrcnn_mask_loss"))
+        assert 0 <= float(r["loss"]) - parts < 0.01
+    # a second train() call does not double the losses it reports
+    first = float(rows[1]["loss"])
+    second = float(rows[2]["loss"])
+    assert 0.5 < second / first < 1.5
+    epoch1 = stages[0][2].history["loss"][0]
+    assert epoch1 == pytest.approx((float(rows[0]["loss"]) + float(rows[1]["loss"])) / 2,
+                                   rel=1e-4)
+
+
+def test_checkpoints_have_classic_names_and_resume_continues(staged_run):
+    model, _ = staged_run
+    names = sorted(os.listdir(model.log_dir))
+    assert [n for n in names if n.endswith(".h5")] == [
+        "mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0002.h5", "mask_rcnn_tiny_0003.h5"]
+    assert re.fullmatch(r"tiny\d{8}T\d{4}", os.path.basename(model.log_dir))
+    last = model.find_last()
+    assert last.endswith("mask_rcnn_tiny_0003.h5")
+
+    resumed = modellib.MaskRCNN("training", TinyConfig(), model.model_dir)
+    resumed.load_weights(last, by_name=True)
+    assert resumed.epoch == 3 and resumed.log_dir == model.log_dir
+    history = resumed.train(shapes(4, 3), None, 0.001, epochs=4, layers="heads", verbose=0)
+    assert history.epoch == [3]
+    assert os.path.exists(os.path.join(model.log_dir, "mask_rcnn_tiny_0004.h5"))
+    assert resumed.epoch == 4
+
+    # a checkpoint loads into an inference model, and it detects
+    class Infer(TinyConfig):
+        DETECTION_MIN_CONFIDENCE = 0.0
+        POST_NMS_ROIS_INFERENCE = 50
+    infer = modellib.MaskRCNN("inference", Infer(), model.model_dir)
+    infer.load_weights(last, by_name=False)
+    np.testing.assert_array_equal(infer.keras_model.get_layer("mrcnn_mask").weights[0].numpy(),
+                                  model.keras_model.get_layer("mrcnn_mask").weights[0].numpy())
+    r = infer.detect([shapes(1, 9).load_image(0)])[0]
+    assert r["masks"].shape[:2] == (64, 64)
+
+
+def test_nan_loss_stops_training_with_step_and_loss(tmp_path):
+    # a learning rate that blows the weights up makes the losses NaN within two steps
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    with pytest.raises(TrainingDiverged) as e:
+        model.train(shapes(3), None, 1e30, epochs=1, layers="heads", verbose=0)
+    message = str(e.value)
+    assert re.search(r"step \d \(epoch 1, batch \d\): \w+_loss is (nan|inf)", message), message
+    assert "Lower the learning rate" in message
+    # no checkpoint of diverged weights
+    assert not [f for f in os.listdir(model.log_dir) if f.endswith(".h5")]
+
+
+def test_nan_pixels_are_refused_with_the_image_named(tmp_path):
+    class NaNShapes(ShapesDataset):
+        def load_image(self, image_id):
+            image = super().load_image(image_id).astype(np.float32)
+            image[0, 0, 0] = np.nan
+            return image
+
+    d = NaNShapes()
+    d.load_shapes(3, 64, 64, seed=1)
+    d.prepare()
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    with pytest.raises(Exception, match=r"image_id \d \(shapes image \d.*NaN or infinite"):
+        model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0)
+
+
+def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(tmp_path):
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    chosen = model.set_trainable(r"rpn_class_raw|mrcnn_mask", verbose=0)
+    assert sorted(chosen) == ["mrcnn_mask", "rpn_class_raw"]
+    names = {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
+    assert names == {"rpn_class_raw", "mrcnn_mask"}
+    with pytest.raises(ValueError, match="matches no weight layer"):
+        model.set_trainable("nothing_like_this", verbose=0)
+
+
+def test_training_without_rpn_rois(tmp_path):
+    class NoRpn(TinyConfig):
+        USE_RPN_ROIS = False
+    model = modellib.MaskRCNN("training", NoRpn(), str(tmp_path))
+    before = snapshot(model.keras_model)
+    history = model.train(shapes(3), None, 0.001, epochs=1, layers="heads", verbose=0)
+    # random ROIs around the GT boxes give positives: the box and mask heads learn
+    assert history.history["mrcnn_mask_loss"][0] > 0
+    assert history.history["mrcnn_bbox_loss"][0] > 0
+    changed = changed_layers(before, snapshot(model.keras_model))
+    assert {"mrcnn_mask", "mrcnn_mask_conv1", "mrcnn_bbox_fc", "mrcnn_class_logits"} <= changed
+    assert not any(n.startswith(("res", "bn", "conv1")) for n in changed)
+
+
+def test_gpu_count_two_falls_back_on_a_cpu_only_machine(tmp_path):
+    class Two(TinyConfig):
+        GPU_COUNT = 2
+    model = modellib.MaskRCNN("training", Two(), str(tmp_path))
+    assert model.strategy.num_replicas_in_sync >= 1
+    history = model.train(shapes(4), None, 0.001, epochs=1, layers="heads", verbose=0)
+    assert np.isfinite(history.history["loss"][0])
