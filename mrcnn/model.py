@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import warnings
 
 import keras
 import numpy as np
@@ -394,17 +395,24 @@ class MaskRCNN(object):
                 learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
                 global_clipnorm=config.GRADIENT_CLIP_NORM)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
-        history = self.keras_model.fit(
-            train_ds, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
-            validation_data=val_ds,
-            validation_steps=config.VALIDATION_STEPS if val_ds is not None else None,
-            verbose=verbose)
+        with warnings.catch_warnings():
+            # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
+            warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+            history = self._fit(train_ds, val_ds, epochs, callbacks, verbose)
         if step_logger.message:
             raise TrainingDiverged(step_logger.message)
         self.epoch = max(self.epoch, epochs)
         self.last_checkpoints = list(checkpoint.saved)
         return history
+
+    def _fit(self, train_ds, val_ds, epochs, callbacks, verbose):
+        config = self.config
+        return self.keras_model.fit(
+            train_ds, initial_epoch=self.epoch, epochs=epochs,
+            steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=val_ds,
+            validation_steps=config.VALIDATION_STEPS if val_ds is not None else None,
+            verbose=verbose)
 
     # ------------------------------------------------------------------ inference
 

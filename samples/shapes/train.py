@@ -1,0 +1,196 @@
+"""Train Mask R-CNN on the synthetic shapes from scratch (CPU friendly), then detect on
+held-out images, print mAP@0.5 and write a picture of detections beside ground truth.
+
+    python -m samples.shapes.train --minutes 25 --out out/shapes
+    python -m samples.shapes.train --quick        # the README demo: about 2 minutes
+
+Without pretrained weights (none can be downloaded here), the network starts from
+random weights; the default config uses a small residual backbone (a callable BACKBONE,
+as the classic API allows) with trainable batch norm, 64x64 images and few ROIs, so
+that it learns within minutes on two CPU cores. --backbone resnet50 uses the classic one.
+"""
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from mrcnn import utils, visualize
+from mrcnn import model as modellib
+from mrcnn.backbone import BatchNorm
+from samples.shapes.shapes import ShapesConfig, ShapesDataset
+
+
+def small_backbone(input_image, stage5=True, train_bn=None):
+    """A small residual backbone: [C1..C5] at strides 2, 4, 8, 16, 32 (32..256 channels)."""
+    from keras import layers as KL
+
+    def block(x, filters, strides, name):
+        shortcut = KL.Conv2D(filters, 1, strides=strides, name=name + "_proj")(x)
+        y = KL.Conv2D(filters, 3, strides=strides, padding="same", name=name + "_conv1")(x)
+        y = BatchNorm(train_bn=train_bn, name=name + "_bn1")(y)
+        y = KL.Activation("relu")(y)
+        y = KL.Conv2D(filters, 3, padding="same", name=name + "_conv2")(y)
+        y = BatchNorm(train_bn=train_bn, name=name + "_bn2")(y)
+        return KL.Activation("relu")(KL.Add()([y, shortcut]))
+
+    C1 = block(input_image, 32, 2, "small1")
+    C2 = block(C1, 64, 2, "small2")
+    C3 = block(C2, 128, 2, "small3")
+    C4 = block(C3, 192, 2, "small4")
+    C5 = block(C4, 256, 2, "small5")
+    return [C1, C2, C3, C4, C5]
+
+
+def small_backbone_shapes(config, image_shape):
+    return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
+                     for s in config.BACKBONE_STRIDES])
+
+
+class ShapesTrainConfig(ShapesConfig):
+    """Shapes from scratch on a CPU."""
+    NAME = "shapes"
+    IMAGES_PER_GPU = 4
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    BACKBONE = staticmethod(small_backbone)
+    COMPUTE_BACKBONE_SHAPE = staticmethod(small_backbone_shapes)
+    TRAIN_BN = None               # from scratch: batch norm must learn
+    TOP_DOWN_PYRAMID_SIZE = 128
+    FPN_CLASSIF_FC_LAYERS_SIZE = 256
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+    POST_NMS_ROIS_TRAINING = 200
+    POST_NMS_ROIS_INFERENCE = 100
+    TRAIN_ROIS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 8
+    MINI_MASK_SHAPE = (28, 28)
+    DETECTION_MIN_CONFIDENCE = 0.7
+    STEPS_PER_EPOCH = 100
+    VALIDATION_STEPS = 2
+    LEARNING_RATE = 0.02
+    WEIGHT_DECAY = 0.0001
+
+
+class ResNetShapesConfig(ShapesTrainConfig):
+    BACKBONE = "resnet50"
+    COMPUTE_BACKBONE_SHAPE = None
+    TOP_DOWN_PYRAMID_SIZE = 256
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+
+def make_inference_config(train_config):
+    class InferenceConfig(type(train_config)):
+        IMAGES_PER_GPU = 1
+        GPU_COUNT = 1
+    return InferenceConfig()
+
+
+def evaluate(model, dataset):
+    """Mean compute_ap @ 0.5 (classic) over the dataset's images."""
+    aps = []
+    for image_id in dataset.image_ids:
+        image = dataset.load_image(image_id)
+        gt_mask, gt_ids = dataset.load_mask(image_id)
+        r = model.detect([image])[0]
+        ap = utils.compute_ap(utils.extract_bboxes(gt_mask), gt_ids, gt_mask, r["rois"],
+                              r["class_ids"], r["scores"], r["masks"])[0]
+        aps.append(ap)
+    return float(np.nanmean(aps))
+
+
+def draw(model, dataset, path, count=4):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(2, count, figsize=(4 * count, 8.6))
+    for k, image_id in enumerate(dataset.image_ids[:count]):
+        image = dataset.load_image(image_id)
+        mask, ids = dataset.load_mask(image_id)
+        visualize.display_instances(image, utils.extract_bboxes(mask), mask, ids,
+                                    dataset.class_names, ax=axes[0, k],
+                                    title="ground truth {}".format(image_id))
+        r = model.detect([image])[0]
+        visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"],
+                                    dataset.class_names, r["scores"], ax=axes[1, k],
+                                    title="detections {}".format(image_id))
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Train shapes from scratch, detect, evaluate.")
+    p.add_argument("--out", default="out/shapes", help="folder for logs, weights and PNGs")
+    p.add_argument("--minutes", type=float, default=25.0,
+                   help="training time budget (epochs of STEPS_PER_EPOCH until it is spent)")
+    p.add_argument("--epochs", type=int, default=0, help="a fixed number of epochs instead")
+    p.add_argument("--quick", action="store_true", help="a 2-minute run for the demo")
+    p.add_argument("--backbone", choices=["small", "resnet50"], default="small")
+    p.add_argument("--train-images", type=int, default=1000)
+    p.add_argument("--val-images", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.minutes, args.val_images = 2.0, 20
+
+    config = ShapesTrainConfig() if args.backbone == "small" else ResNetShapesConfig()
+    os.makedirs(args.out, exist_ok=True)
+    train = ShapesDataset()
+    train.load_shapes(args.train_images, 64, 64, seed=args.seed)
+    train.prepare()
+    val = ShapesDataset()
+    val.load_shapes(args.val_images, 64, 64, seed=args.seed + 1000)
+    val.prepare()
+
+    model = modellib.MaskRCNN("training", config, os.path.join(args.out, "logs"))
+    t0 = time.time()
+    history = []
+
+    def run(epochs, lr):
+        h = model.train(train, val, learning_rate=lr, epochs=epochs, layers="all",
+                        seed=args.seed, verbose=2)
+        for i in range(len(h.epoch)):
+            history.append({"epoch": h.epoch[i] + 1, "lr": lr,
+                            **{k: round(float(v[i]), 4) for k, v in h.history.items()}})
+
+    if args.epochs:
+        high = max(1, int(round(args.epochs * 0.8)))
+        run(high, config.LEARNING_RATE)
+        if args.epochs > high:
+            run(args.epochs, config.LEARNING_RATE / 10)
+    else:
+        # one epoch to measure, then 80% of the budget at LEARNING_RATE and the rest at
+        # a tenth of it (each train() call traces the graph once, so few calls)
+        run(1, config.LEARNING_RATE)
+        per_epoch = time.time() - t0
+        total = max(1, int(args.minutes * 60 / per_epoch))
+        high = max(1, int(total * 0.8))
+        if high > 1:
+            run(high, config.LEARNING_RATE)
+        if total > high:
+            run(total, config.LEARNING_RATE / 10)
+    epoch = model.epoch
+    train_seconds = time.time() - t0
+    weights = model.find_last()
+
+    infer = modellib.MaskRCNN("inference", make_inference_config(config),
+                              os.path.join(args.out, "logs"))
+    infer.load_weights(weights, by_name=True)
+    mAP = evaluate(infer, val)
+    picture = draw(infer, val, os.path.join(args.out, "shapes_detections.png"))
+    summary = {"epochs": epoch, "steps_per_epoch": config.STEPS_PER_EPOCH,
+               "batch": config.BATCH_SIZE, "train_seconds": round(train_seconds, 1),
+               "mAP50_heldout": mAP, "heldout_images": len(val.image_ids),
+               "weights": weights, "picture": picture, "losses_per_epoch": history}
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print("trained {} epochs in {:.0f} s; mAP@0.5 on {} held-out images: {:.3f}".format(
+        epoch, train_seconds, len(val.image_ids), mAP))
+    print("wrote", picture)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
