@@ -1,1 +1,5 @@
-"""Open Images V5 subset downloader (does not import TensorFlow)."""
+"""Open Images V5 subset downloader: class-filtered images plus only the masks needed.
+
+``openimages.download`` (and ``python -m openimages download``) never imports
+TensorFlow; ``openimages.dataset`` (the mrcnn Dataset) imports mrcnn.
+"""

@@ -27,3 +27,8 @@ def coco_sample():
 @pytest.fixture
 def rng():
     return np.random.RandomState(0)
+
+
+@pytest.fixture(scope="session")
+def openimages_sample():
+    return shared_path("openimages_sample")

@@ -1,0 +1,189 @@
+"""Training-step benchmark: mrcnn vs torchvision maskrcnn_resnet50_fpn, same run.
+
+    .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--record]
+
+One 512x512 image with the same boxes and masks for both; batch 1; every layer
+trainable (mrcnn layers="all"; torchvision trainable_backbone_layers=5); ResNet-50 FPN,
+random weights; SGD with momentum. Each side runs in its own process after warm-up
+steps; the parent prints the median step time, the ratio and each process's peak RSS.
+"""
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def scene(size):
+    """An image with four filled rectangles/disks and their masks, boxes and classes."""
+    import numpy as np
+    rng = np.random.RandomState(0)
+    image = (rng.rand(size, size, 3) * 60 + 80).astype(np.uint8)
+    masks = np.zeros((size, size, 4), bool)
+    yy, xx = np.mgrid[0:size, 0:size]
+    s = size / 512.0
+    masks[int(40 * s):int(200 * s), int(60 * s):int(220 * s), 0] = True
+    masks[:, :, 1] = (yy - 350 * s) ** 2 + (xx - 150 * s) ** 2 < (90 * s) ** 2
+    masks[int(300 * s):int(480 * s), int(300 * s):int(400 * s), 2] = True
+    masks[:, :, 3] = (yy - 120 * s) ** 2 + (xx - 400 * s) ** 2 < (70 * s) ** 2
+    for k, color in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]):
+        image[masks[:, :, k]] = color
+    class_ids = np.array([1, 2, 1, 3], np.int32)
+    return image, masks, class_ids
+
+
+def child_mrcnn(args):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    import numpy as np
+    import tensorflow as tf
+    from mrcnn import model as modellib
+    from mrcnn import utils
+    from mrcnn.config import Config
+
+    image, masks, class_ids = scene(args.size)
+
+    class OneImage(utils.Dataset):
+        def load_image(self, image_id):
+            return image
+
+        def load_mask(self, image_id):
+            return masks, class_ids
+
+    dataset = OneImage()
+    for c in (1, 2, 3):
+        dataset.add_class("bench", c, str(c))
+    dataset.add_image("bench", 0, None)
+    dataset.prepare()
+
+    class BenchConfig(Config):
+        NAME = "bench"
+        BACKBONE = "resnet50"
+        NUM_CLASSES = 4
+        IMAGES_PER_GPU = 1
+        IMAGE_MIN_DIM = args.size
+        IMAGE_MAX_DIM = args.size
+        TRAIN_BN = False
+
+    config = BenchConfig()
+    model = modellib.MaskRCNN("training", config, os.path.join(ROOT, "logs", "bench"))
+    model.set_trainable("all", verbose=0)
+    model.keras_model.compile(optimizer=__import__("keras").optimizers.SGD(
+        learning_rate=1e-3, momentum=0.9, global_clipnorm=5.0), jit_compile=False)
+    ds = modellib.make_dataset(dataset, config, seed=0).map(lambda *xs: (xs,))
+    it = iter(ds)
+    batch = next(it)
+    step = model.keras_model.make_train_function()
+    single = tf.data.Dataset.from_tensors(batch).repeat()
+    data_it = iter(single)
+    for _ in range(args.warmup):
+        step(data_it)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        logs = step(data_it)
+        float(logs["loss"])
+        times.append(time.perf_counter() - t0)
+    return {"times": times}
+
+
+def child_torchvision(args):
+    import numpy as np
+    import torch
+    import torchvision
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.set_num_threads(os.cpu_count())
+    image, masks, class_ids = scene(args.size)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4,
+                                  min_size=args.size, max_size=args.size,
+                                  trainable_backbone_layers=5)
+    model.train()
+    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    m = torch.from_numpy(np.transpose(masks, (2, 0, 1)).astype(np.uint8))
+    ys = [np.where(masks[:, :, k].any(axis=1))[0] for k in range(masks.shape[-1])]
+    xs = [np.where(masks[:, :, k].any(axis=0))[0] for k in range(masks.shape[-1])]
+    boxes = torch.tensor([[x[0], y[0], x[-1] + 1, y[-1] + 1] for x, y in zip(xs, ys)],
+                         dtype=torch.float32)
+    target = {"boxes": boxes, "labels": torch.from_numpy(class_ids.astype(np.int64)), "masks": m}
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step():
+        losses = model([x], [target])
+        loss = sum(losses.values())
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        return float(loss)
+
+    for _ in range(args.warmup):
+        step()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def run_child(python, which, args):
+    cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--size", str(args.size)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("{} benchmark failed:\n{}".format(which, err[-3000:]))
+    result = json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:])
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="mrcnn vs torchvision training-step benchmark")
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
+    p.add_argument("--record", action="store_true")
+    p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
+        print("RESULT " + json.dumps(fn(args)))
+        return
+    print("mrcnn: {} warm-up + {} steps at {}x{} ...".format(args.warmup, args.steps,
+                                                             args.size, args.size), flush=True)
+    ours = run_child(sys.executable, "mrcnn", args)
+    med = statistics.median(ours["times"])
+    lines = ["mrcnn train step:    median {:.2f} s  (steps {}); peak RSS {:.0f} MB".format(
+        med, ", ".join("{:.2f}".format(t) for t in ours["times"]), ours["peak_rss_mb"])]
+    if os.path.exists(args.torch_python):
+        print("torchvision ...", flush=True)
+        peer = run_child(args.torch_python, "torchvision", args)
+        pmed = statistics.median(peer["times"])
+        lines += ["torchvision {} train step: median {:.2f} s  (steps {}); peak RSS {:.0f} MB"
+                  .format(peer["torchvision"], pmed,
+                          ", ".join("{:.2f}".format(t) for t in peer["times"]),
+                          peer["peak_rss_mb"]),
+                  "ratio mrcnn / torchvision: {:.2f}x time".format(med / pmed)]
+    else:
+        lines.append("torchvision not installed at {}; no peer".format(args.torch_python))
+    print("\n".join(lines))
+    if args.record:
+        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
+            f.write("\n## Training step, {0}x{0}, batch 1, all layers, ResNet-50 ({1}, {2} CPUs)"
+                    "\n\n`python bench/bench_train.py --steps {3} --warmup {4}`\n\n```\n{5}\n```\n"
+                    .format(args.size, datetime.date.today().isoformat(), os.cpu_count(),
+                            args.steps, args.warmup, "\n".join(lines)))
+
+
+if __name__ == "__main__":
+    main()
