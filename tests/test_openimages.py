@@ -381,3 +381,9 @@ def test_cli_runs_and_downloader_does_not_import_tensorflow(world, tmp_path):
                                     "--metadata-url", world["meta"]],
                          capture_output=True, text=True, cwd=root)
     assert bad.returncode == 2 and "closest names" in bad.stderr
+
+
+def test_class_without_segmentation_masks_is_warned_about(world, tmp_path):
+    m = run(world, tmp_path / "tortoise", ["Tortoise"])
+    assert m["counts"]["images"] == 0
+    assert any("no segmentation masks" in w and "Tortoise" in w for w in m["warnings"])
