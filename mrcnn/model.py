@@ -139,18 +139,8 @@ class MaskRCNN(object):
         rpn_feature_maps = feature_maps          # P2..P6
         mrcnn_feature_maps = feature_maps[:4]    # P2..P5
 
-        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
-        level_outputs = [rpn([p]) for p in rpn_feature_maps]
-        names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-        rpn_class_logits, rpn_class, rpn_bbox = [
-            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
-
-        rpn_rois = ProposalLayer(
-            proposal_count=config.POST_NMS_ROIS_INFERENCE,
-            nms_threshold=config.RPN_NMS_THRESHOLD, pre_nms_limit=config.PRE_NMS_LIMIT,
-            rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV, name="ROI")(
-                [rpn_class, rpn_bbox, input_anchors])
+        rpn_class_logits, rpn_class, rpn_bbox, rpn_rois = self._rpn(
+            rpn_feature_maps, input_anchors, config, config.POST_NMS_ROIS_INFERENCE)
 
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
@@ -187,17 +177,8 @@ class MaskRCNN(object):
         gt_boxes = NormBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
 
         feature_maps = self._feature_maps(input_image, config)
-        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
-        level_outputs = [rpn([p]) for p in feature_maps]
-        names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-        rpn_class_logits, rpn_class, rpn_bbox = [
-            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
-        rpn_rois = ProposalLayer(
-            proposal_count=config.POST_NMS_ROIS_TRAINING,
-            nms_threshold=config.RPN_NMS_THRESHOLD, pre_nms_limit=config.PRE_NMS_LIMIT,
-            rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV, name="ROI")(
-                [rpn_class, rpn_bbox, input_anchors])
+        rpn_class_logits, rpn_class, rpn_bbox, rpn_rois = self._rpn(
+            feature_maps, input_anchors, config, config.POST_NMS_ROIS_TRAINING)
         if config.USE_RPN_ROIS:
             target_rois = rpn_rois
         else:
@@ -222,6 +203,21 @@ class MaskRCNN(object):
                    target_mask]
         anchors = utils.norm_boxes(training_anchors(config), config.IMAGE_SHAPE[:2])
         return TrainingModel(inputs, outputs, config=config, anchors=anchors, name="mask_rcnn")
+
+    @staticmethod
+    def _rpn(feature_maps, anchors, config, proposal_count):
+        """The shared RPN on P2..P6 (outputs concatenated over levels) and the proposals."""
+        rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                              config.TOP_DOWN_PYRAMID_SIZE)
+        level_outputs = [rpn([p]) for p in feature_maps]
+        names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+        rpn_class_logits, rpn_class, rpn_bbox = [
+            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
+        rpn_rois = ProposalLayer(
+            proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD,
+            pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
+            name="ROI")([rpn_class, rpn_bbox, anchors])
+        return rpn_class_logits, rpn_class, rpn_bbox, rpn_rois
 
     @staticmethod
     def _feature_maps(input_image, config):
@@ -395,10 +391,15 @@ class MaskRCNN(object):
                 learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
                 global_clipnorm=config.GRADIENT_CLIP_NORM)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
-        with warnings.catch_warnings():
-            # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
-            warnings.filterwarnings("ignore", message=".*shuffle=True.*")
-            history = self._fit(train_ds, val_ds, epochs, callbacks, verbose)
+        try:
+            with warnings.catch_warnings():
+                # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
+                warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+                history = self._fit(train_ds, val_ds, epochs, callbacks, verbose)
+        finally:
+            for ds in (train_ds, val_ds):
+                if ds is not None:
+                    ds.loader.close()
         if step_logger.message:
             raise TrainingDiverged(step_logger.message)
         self.epoch = max(self.epoch, epochs)

@@ -160,81 +160,202 @@ class PipelineStats(object):
             self.skipped += int(skipped)
 
 
+class BatchLoader(object):
+    """Builds training batches in Python threads, ahead of the network.
+
+    A producer thread walks a seeded, per-pass shuffled image order and loads
+    ``workers`` images at a time in a thread pool (NumPy, scikit-image and the image
+    decoders release the GIL), keeping up to ``prefetch`` finished batches queued.
+    Batch k is the same for the same seed whatever the timing: every image's random
+    choices are seeded by its position in the stream. Images without instances are
+    skipped and counted (``stats``).
+    """
+
+    def __init__(self, dataset, config, shuffle=True, augmentation=None,
+                 no_augmentation_sources=None, seed=None, augment=False, stats=None,
+                 workers=None, prefetch=4, repeat=True):
+        import os
+        import queue
+        _check_training_shape(config)
+        self.image_ids = np.array(dataset.image_ids, dtype=np.int64)
+        if self.image_ids.size == 0:
+            raise ValueError("make_dataset: the dataset has no images; call load_*() and "
+                             "prepare() first")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.no_aug = set(no_augmentation_sources or [])
+        self.seed = int(seed) if seed is not None else int(np.random.randint(0, 2 ** 31))
+        self.augment = augment
+        self.stats = stats if stats is not None else PipelineStats()
+        self.workers = workers or min(8, (os.cpu_count() or 2) + 2)
+        self.repeat = repeat
+        self.anchors = training_anchors(config)
+        self.specs = sample_specs(config, self.anchors.shape[0])
+        self._queue = queue.Queue(maxsize=max(1, prefetch))
+        self._stop = threading.Event()
+        self._thread = None
+        self._error = None
+
+    # -- the image stream
+    def _stream(self):
+        """(position, image id) forever: each pass a new seeded permutation."""
+        position, epoch = 0, 0
+        while not self._stop.is_set():
+            order = self.image_ids
+            if self.shuffle:
+                order = np.random.RandomState((self.seed + 7919 * epoch) % (2 ** 32)) \
+                    .permutation(self.image_ids)
+            for image_id in order:
+                yield position, int(image_id)
+                position += 1
+            epoch += 1
+            if not self.repeat:
+                return
+
+    def _load(self, position, image_id):
+        source = self.dataset.image_info[image_id]["source"]
+        aug = None if source in self.no_aug else self.augmentation
+        sample = build_sample(self.dataset, self.config, image_id, self.anchors,
+                              augmentation=aug, augment=self.augment and source not in self.no_aug,
+                              seed=(self.seed * 1000003 + position) % (2 ** 31))
+        self.stats.count(sample is None)
+        if sample is None and (self.stats.skipped <= 5 or self.stats.skipped % 100 == 0):
+            log.info("skipping image %s (%s): no instance after resizing/augmentation "
+                     "(%d skipped so far)", image_id, self.dataset.image_reference(image_id),
+                     self.stats.skipped)
+        return sample
+
+    def _produce(self):
+        from concurrent.futures import ThreadPoolExecutor
+        batch_size = self.config.BATCH_SIZE
+        try:
+            with ThreadPoolExecutor(self.workers) as pool:
+                stream = self._stream()
+                pending = []
+                batch = []
+                while not self._stop.is_set():
+                    while len(pending) < self.workers:
+                        try:
+                            position, image_id = next(stream)
+                        except StopIteration:
+                            break
+                        pending.append(pool.submit(self._load, position, image_id))
+                    if not pending:
+                        break
+                    sample = pending.pop(0).result()
+                    if sample is None:
+                        continue
+                    batch.append(sample)
+                    if len(batch) == batch_size:
+                        self._put([np.stack(parts) for parts in zip(*batch)])
+                        batch = []
+        except Exception as e:  # handed to the consumer, which raises it
+            self._error = e
+        self._put(None)
+
+    def _put(self, item):
+        import queue
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def start(self):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name="mrcnn-batch-loader",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def next_batch(self):
+        """The next batch as a list of arrays (see the module docstring)."""
+        self.start()
+        item = self._queue.get()
+        if item is None:
+            self._queue.put(None)  # stay finished for later callers
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        return item
+
+    def close(self):
+        self._stop.set()
+
+    def __del__(self):
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+
+
 def make_dataset(dataset, config, shuffle=True, augmentation=None,
                  no_augmentation_sources=None, seed=None, repeat=True, augment=False,
-                 num_parallel_calls=None, stats=None):
+                 num_parallel_calls=None, stats=None, prefetch=4):
     """A tf.data pipeline of training batches (see the module docstring).
 
     shuffle: reshuffle the image order every pass; seed: fixes that order and every
         per-sample random choice, so a run is reproducible.
     augmentation: see mrcnn.augment; no_augmentation_sources: source names whose images
         are never augmented.
-    Images are loaded in parallel threads (num_parallel_calls, default AUTOTUNE) in a
-    deterministic order, batched by config.BATCH_SIZE and prefetched.
+    num_parallel_calls: images loaded in parallel (threads; default: CPU count + 2, at
+        most 8); prefetch: finished batches kept ready.
     stats: a PipelineStats to count loaded and skipped images.
+
+    The images are loaded by a ``BatchLoader`` (Python threads) and handed to tf.data
+    one finished batch per element, through a sequential ``numpy_function``. No Python
+    runs on tf.data's own background threads: an iterator deleted while such a thread
+    waits for the GIL deadlocks TensorFlow (Keras deletes its validation iterator
+    after every epoch), so the parallelism and prefetching live in the loader instead.
     """
     import tensorflow as tf
 
-    _check_training_shape(config)
-    image_ids = np.array(dataset.image_ids, dtype=np.int64)
-    if image_ids.size == 0:
-        raise ValueError("make_dataset: the dataset has no images; call load_*() and "
-                         "prepare() first")
-    anchors = training_anchors(config)
-    no_aug = set(no_augmentation_sources or [])
-    seed = int(seed) if seed is not None else int(np.random.randint(0, 2 ** 31))
-    stats = stats if stats is not None else PipelineStats()
+    loader = BatchLoader(dataset, config, shuffle=shuffle, augmentation=augmentation,
+                         no_augmentation_sources=no_augmentation_sources, seed=seed,
+                         augment=augment, stats=stats, workers=num_parallel_calls,
+                         prefetch=prefetch, repeat=repeat)
+    batch_size = config.BATCH_SIZE
+    specs = [tf.TensorSpec([batch_size] + list(s.shape), s.dtype) for s in loader.specs]
+    tout = [s.dtype for s in specs]
 
-    def load(index, image_id):
-        image_id = int(image_id)
-        source = dataset.image_info[image_id]["source"]
-        aug = None if source in no_aug else augmentation
-        sample = build_sample(dataset, config, image_id, anchors, augmentation=aug,
-                              augment=augment and source not in no_aug,
-                              seed=(seed * 1000003 + int(index)) % (2 ** 31))
-        stats.count(sample is None)
-        if sample is None:
-            if stats.skipped <= 5 or stats.skipped % 100 == 0:
-                log.info("skipping image %s (%s): no instance after resizing/augmentation "
-                         "(%d skipped so far)", image_id, dataset.image_reference(image_id),
-                         stats.skipped)
-            return [np.array(False)] + _empty_sample(config, anchors)
-        return [np.array(True)] + sample
+    def fetch(_):
+        try:
+            return loader.next_batch()
+        except StopIteration:
+            return [np.zeros([0] + list(s.shape[1:]), s.dtype.as_numpy_dtype) for s in specs]
 
-    specs = sample_specs(config, anchors.shape[0])
-    tout = [tf.bool] + [s.dtype for s in specs]
-
-    def tf_load(index, image_id):
-        values = tf.numpy_function(load, [index, image_id], tout, stateful=False)
-        ok = values[0]
-        ok.set_shape([])
+    @tf_autograph_off
+    def tf_fetch(index):
+        values = tf.numpy_function(fetch, [index], tout, stateful=True)
         out = []
-        for v, s in zip(values[1:], specs):
+        for v, s in zip(values, specs):
+            v.set_shape([None] + list(s.shape[1:]))
+            out.append(v)
+        return tuple(out)
+
+    @tf_autograph_off
+    def non_empty(*batch):
+        return tf.shape(batch[0])[0] > 0
+
+    count = 2 ** 62 if repeat else int(np.ceil(len(loader.image_ids) / batch_size)) + 1
+    ds = tf.data.Dataset.range(count).map(tf_fetch)      # sequential: no background thread
+    ds = ds.filter(non_empty)
+    ds = ds.map(_set_batch_shape(specs))
+    ds.loader = loader
+    return ds
+
+
+def _set_batch_shape(specs):
+    @tf_autograph_off
+    def fix(*batch):
+        out = []
+        for v, s in zip(batch, specs):
             v.set_shape(s.shape)
             out.append(v)
-        return ok, tuple(out)
-
-    ds = tf.data.Dataset.from_tensor_slices(image_ids)
-    if shuffle:
-        ds = ds.shuffle(len(image_ids), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
-    ds = ds.map(tf_load, num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE,
-                deterministic=True)
-    ds = ds.filter(_is_ok).map(_drop_flag)
-    ds = ds.batch(config.BATCH_SIZE, drop_remainder=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
-@tf_autograph_off
-def _is_ok(ok, sample):
-    return ok
-
-
-@tf_autograph_off
-def _drop_flag(ok, sample):
-    return sample
+        return tuple(out)
+    return fix
 
 
 def sample_specs(config, num_anchors):
@@ -253,11 +374,6 @@ def sample_specs(config, num_anchors):
     if not config.USE_RPN_ROIS:
         specs.append(tf.TensorSpec([config.POST_NMS_ROIS_TRAINING, 4], tf.float32))
     return specs
-
-
-def _empty_sample(config, anchors):
-    return [np.zeros(s.shape, s.dtype.as_numpy_dtype)
-            for s in sample_specs(config, anchors.shape[0])]
 
 
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None,

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The demo (creates .venv on first use). Writes PNG files to out/ (or the folder given).
+# The demo (creates .venv on first use): draws datasets, trains on shapes for a few
+# minutes on the CPU, detects, and writes PNG files to out/ (or the folder given).
+# Extra arguments go to samples/demo.py, e.g.  bash scripts/demo.sh out --train-minutes 10
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
 cd "$ROOT"
-exec python -m samples.demo --out "${1:-out}"
+OUT="${1:-out}"
+shift || true
+exec python -m samples.demo --out "$OUT" "$@"
