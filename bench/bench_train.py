@@ -76,10 +76,13 @@ def child_mrcnn(args):
     model.set_trainable("all", verbose=0)
     model.keras_model.compile(optimizer=__import__("keras").optimizers.SGD(
         learning_rate=1e-3, momentum=0.9, global_clipnorm=5.0), jit_compile=False)
-    ds = modellib.make_dataset(dataset, config, seed=0).map(lambda *xs: (xs,))
+    ds = modellib.make_dataset(dataset, config, seed=0)
     it = iter(ds)
-    batch = next(it)
-    step = model.keras_model.make_train_function()
+    batch = (next(it),)
+    del it
+    ds.loader.close()
+    model.keras_model.make_train_function()
+    step = model.keras_model.train_function
     single = tf.data.Dataset.from_tensors(batch).repeat()
     data_it = iter(single)
     for _ in range(args.warmup):

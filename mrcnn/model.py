@@ -90,6 +90,20 @@ class NormBoxes(KL.Layer):
         return tuple(input_shape[0])
 
 
+class PositiveRois(KL.Layer):
+    """[batch, N, 4] -> [batch, P, 4]: the first P ROIs of each image, P the largest
+    number of positive ROIs (class id > 0) in any image of the batch (at least 1)."""
+
+    def call(self, inputs):
+        rois, class_ids = inputs
+        count = tf.reduce_max(tf.reduce_sum(tf.cast(class_ids > 0, tf.int32), axis=1))
+        # at least one row: oneDNN's conv gradients fail on an empty batch
+        return rois[:, :tf.maximum(count, 1)]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], None, input_shape[0][2])
+
+
 class MaskRCNN(object):
     """Mask R-CNN, with the classic Matterport interface.
 
@@ -195,7 +209,11 @@ class MaskRCNN(object):
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
             train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
-        mrcnn_mask = build_fpn_mask_graph(rois, feature_maps[:4], input_image_meta,
+        # Positive ROIs come first in each image, and only they have mask targets: the
+        # mask head runs on the first max-positives rows alone (the classic code ran it
+        # on every ROI and threw most of the result away).
+        mask_rois = PositiveRois(name="positive_rois")([rois, target_class_ids])
+        mrcnn_mask = build_fpn_mask_graph(mask_rois, feature_maps[:4], input_image_meta,
                                           config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                           train_bn=config.TRAIN_BN)
         outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,

@@ -110,7 +110,10 @@ class TrainingModel(keras.Model):
             "mrcnn_class_loss": mrcnn_class_loss_graph(target_class_ids, mrcnn_class_logits,
                                                        active_class_ids),
             "mrcnn_bbox_loss": mrcnn_bbox_loss_graph(target_bbox, target_class_ids, mrcnn_bbox),
-            "mrcnn_mask_loss": mrcnn_mask_loss_graph(target_mask, target_class_ids, mrcnn_mask),
+            # the mask head ran on the first (positive) ROIs only
+            "mrcnn_mask_loss": mrcnn_mask_loss_graph(
+                target_mask[:, :tf.shape(mrcnn_mask)[1]],
+                target_class_ids[:, :tf.shape(mrcnn_mask)[1]], mrcnn_mask),
         }
 
     def _total(self, losses):
