@@ -161,13 +161,19 @@ def main(argv=None):
         if args.epochs > high:
             run(args.epochs, config.LEARNING_RATE / 10)
     else:
-        # one epoch to measure, then 80% of the budget at LEARNING_RATE and the rest at
-        # a tenth of it (each train() call traces the graph once, so few calls)
+        # two epochs to measure, then 80% of the budget at LEARNING_RATE and the rest at
+        # a tenth of it (each train() call traces the graph once, so few calls; the
+        # "- 1" leaves room for those traces)
+        # The first epoch includes tracing the graph, so time the second one.
+        budget = args.minutes * 60
         run(1, config.LEARNING_RATE)
-        per_epoch = time.time() - t0
-        total = max(1, int(args.minutes * 60 / per_epoch))
-        high = max(1, int(total * 0.8))
-        if high > 1:
+        t1 = time.time()
+        if t1 - t0 < budget:
+            run(2, config.LEARNING_RATE)
+        per_epoch = max(time.time() - t1, 1e-3)
+        total = model.epoch + max(0, int((budget - (time.time() - t0)) / per_epoch) - 1)
+        high = max(model.epoch, int(total * 0.8))
+        if high > model.epoch:
             run(high, config.LEARNING_RATE)
         if total > high:
             run(total, config.LEARNING_RATE / 10)
