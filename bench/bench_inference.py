@@ -18,11 +18,12 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import _child  # noqa: E402
 ROOT = os.path.dirname(HERE)
 
 
@@ -151,19 +152,7 @@ def run_child(python, which, args):
            "--warmup", str(args.warmup), "--size", str(args.size)]
     if args.image:
         cmd += ["--image", args.image]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = "", ""
-    # wait4 gives the child's own peak RSS
-    _, status, usage = os.wait4(proc.pid, 0)
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError("{} benchmark failed:\n{}".format(which, err[-3000:]))
-    line = [l for l in out.splitlines() if l.startswith("RESULT ")][-1]
-    result = json.loads(line[len("RESULT "):])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0
-    return result
+    return _child.run_child(cmd, which)
 
 
 def main(argv=None):

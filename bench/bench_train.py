@@ -12,11 +12,12 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import _child  # noqa: E402
 ROOT = os.path.dirname(HERE)
 
 
@@ -139,14 +140,7 @@ def child_torchvision(args):
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--size", str(args.size)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError("{} benchmark failed:\n{}".format(which, err[-3000:]))
-    result = json.loads([l for l in out.splitlines() if l.startswith("RESULT ")][-1][7:])
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024.0
-    return result
+    return _child.run_child(cmd, which)
 
 
 def main(argv=None):

@@ -258,13 +258,13 @@ class Downloader(object):
                 z = RemoteZip(url, self.session, cache_dir=os.path.join(self.cache_dir, "zips"))
                 zips[prefix] = z
                 names = list(group["MaskPath"])
+                image_of = dict(zip(group["MaskPath"], group["ImageID"]))
                 # fetch in slices so that progress shows and memory stays bounded
                 for start in range(0, len(names), 200):
                     part = names[start:start + 200]
                     data = z.read_members(part)
                     for name in part:
-                        image_id = group.loc[group["MaskPath"] == name, "ImageID"].iloc[0]
-                        self._save_mask(name, data[name], sizes.get(image_id))
+                        self._save_mask(name, data[name], sizes.get(image_of[name]))
                         bar.update(1)
                 stats.append({"zip": url, "zip_bytes": z.size, "fetched_bytes": z.bytes_fetched,
                               "requests": z.requests, "whole_zip": z.used_whole_zip,
