@@ -37,6 +37,9 @@ INSTALL_REQUIRES = [
     "Pillow>=10",
     "tqdm>=4.60",
     "tensorboard>=2.16",
+    # video in and out for the samples' detect --video
+    "imageio>=2.30",
+    "imageio-ffmpeg>=0.4.9",
 ]
 
 EXTRAS = {

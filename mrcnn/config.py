@@ -58,6 +58,11 @@ class Config(object):
     # Size of the top-down layers used to build the feature pyramid.
     TOP_DOWN_PYRAMID_SIZE = 256
 
+    # Channels of the mask head's four 3x3 convs and its deconv (not in the classic
+    # config, which fixed it at 256; keep 256 to load classic weights). Most of a
+    # training step on small images is the mask head: 64 makes it 16x cheaper.
+    MASK_HEAD_CHANNELS = 256
+
     # Number of classification classes, including the background.
     NUM_CLASSES = 1
 
@@ -201,7 +206,8 @@ class Config(object):
                      "RPN_ANCHOR_STRIDE", "RPN_TRAIN_ANCHORS_PER_IMAGE", "PRE_NMS_LIMIT",
                      "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE",
                      "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES",
-                     "POOL_SIZE", "MASK_POOL_SIZE", "IMAGE_CHANNEL_COUNT"):
+                     "POOL_SIZE", "MASK_POOL_SIZE", "IMAGE_CHANNEL_COUNT", "MASK_HEAD_CHANNELS",
+                     "FPN_CLASSIF_FC_LAYERS_SIZE", "TOP_DOWN_PYRAMID_SIZE"):
             positive_int(attr)
 
         if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 1:

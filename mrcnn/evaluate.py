@@ -196,7 +196,7 @@ def _load_results(coco_gt, detections, iou_type):
 
 
 def evaluate_coco(gt, detections, iou_types=("bbox", "segm"), image_ids=None,
-                  verbose=False):
+                  verbose=False, plot_dir=None):
     """COCO-style evaluation with pycocotools.
 
     gt: a CocoGroundTruth (``ground_truth_from_dataset`` / ``ground_truth_from_json``)
@@ -206,6 +206,8 @@ def evaluate_coco(gt, detections, iou_types=("bbox", "segm"), image_ids=None,
     image_ids: COCO image ids to evaluate (default: every image of the ground truth;
         for a Dataset's ground truth, the images it was built from).
     verbose: print pycocotools' own summary too.
+    plot_dir: when given, precision-recall curves are written there as
+        pr_curve_<iou_type>.png (paths in out["pr_curves"]).
 
     Returns: {iou_type: {"AP": ..., "AP50": ..., ..., "AR100": ...,
               "per_category": {name: {"category_id", "AP", "AP50"}}}, "num_images": n}
@@ -233,6 +235,13 @@ def evaluate_coco(gt, detections, iou_types=("bbox", "segm"), image_ids=None,
         stats = {name: float(v) for name, v in zip(STAT_NAMES, E.stats)}
         stats["per_category"] = _per_category(gt, E)
         out[iou_type] = stats
+        if plot_dir:
+            from . import visualize
+            os.makedirs(plot_dir, exist_ok=True)
+            path = os.path.join(plot_dir, "pr_curve_{}.png".format(iou_type))
+            visualize.plot_coco_pr_curves(E, save_path=path, title="Precision-recall ({}, {} "
+                                          "images)".format(iou_type, len(image_ids)))
+            out.setdefault("pr_curves", {})[iou_type] = path
     return out
 
 
@@ -266,11 +275,15 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
 
     dataset: a prepared Dataset (ground truth, original image size).
     results: {image id: detect() dict} for the images to score.
+    iou_threshold: a float, or a list of them (the first one gives "AP"/"mAP"; each
+        further threshold t adds "AP@t" per image and "mAP@t").
     Returns: {"mAP": mean compute_ap at iou_threshold, "mAP_range": mean compute_ap_range
     over 0.5:0.95, "num_images": images scored, "num_skipped": images without ground
     truth (AP undefined, left out of the means), "per_image": [{image_id, reference,
     AP, AP_range, num_gt, num_pred}]}.
     """
+    thresholds = [float(t) for t in np.atleast_1d(iou_threshold)]
+    iou_threshold, extra = thresholds[0], thresholds[1:]
     if image_ids is None:
         image_ids = sorted(results)
     rows = []
@@ -285,19 +298,27 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
                 np.asarray(r["scores"]), masks)
         ap = compute_ap(*args, iou_threshold=iou_threshold)[0]
         ap_range = compute_ap_range(*args, verbose=0)
-        rows.append({"image_id": int(image_id), "reference": dataset.image_reference(image_id),
-                     "AP": float(ap), "AP_range": float(ap_range),
-                     "num_gt": int(gt_class_ids.shape[0]), "num_pred": int(rois.shape[0])})
+        row = {"image_id": int(image_id), "reference": dataset.image_reference(image_id),
+               "AP": float(ap), "AP_range": float(ap_range),
+               "num_gt": int(gt_class_ids.shape[0]), "num_pred": int(rois.shape[0])}
+        for t in extra:
+            row["AP@{:g}".format(t)] = float(compute_ap(*args, iou_threshold=t)[0])
+        rows.append(row)
     scored = [row for row in rows if not math.isnan(row["AP"])]
-    return {
+
+    def mean(key):
+        return float(np.mean([row[key] for row in scored])) if scored else float("nan")
+    report = {
         "iou_threshold": iou_threshold,
-        "mAP": float(np.mean([row["AP"] for row in scored])) if scored else float("nan"),
-        "mAP_range": float(np.mean([row["AP_range"] for row in scored])) if scored
-        else float("nan"),
+        "mAP": mean("AP"),
+        "mAP_range": mean("AP_range"),
         "num_images": len(scored),
         "num_skipped": len(rows) - len(scored),
         "per_image": rows,
     }
+    for t in extra:
+        report["mAP@{:g}".format(t)] = mean("AP@{:g}".format(t))
+    return report
 
 
 def run_detection(model, dataset, image_ids=None, limit=None, progress=True):
@@ -331,8 +352,11 @@ def run_detection(model, dataset, image_ids=None, limit=None, progress=True):
 
 
 def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox", "segm"),
-                   progress=True):
+                   progress=True, iou_thresholds=0.5, plot_dir=None):
     """Detect on a dataset and report both metrics.
+
+    iou_thresholds: of the per-image compute_ap report (see calculate_ap).
+    plot_dir: where to write the precision-recall PNGs (see evaluate_coco).
 
     Returns: {"coco": evaluate_coco(...), "per_image": calculate_ap(...),
     "detect_seconds": s, "images": n}.
@@ -344,8 +368,9 @@ def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox"
     gt = ground_truth_from_dataset(dataset, ids)
     detections = detections_to_coco(gt, results)
     coco = evaluate_coco(gt, detections, iou_types=iou_types,
-                         image_ids=[gt.coco_image_id(i) for i in ids])
-    return {"coco": coco, "per_image": calculate_ap(dataset, results, ids),
+                         image_ids=[gt.coco_image_id(i) for i in ids], plot_dir=plot_dir)
+    return {"coco": coco, "per_image": calculate_ap(dataset, results, ids,
+                                                    iou_threshold=iou_thresholds),
             "detect_seconds": seconds, "images": len(ids)}
 
 
@@ -392,6 +417,8 @@ def format_report(report):
         lines.append("Per-image (classic compute_ap) on {} images ({} without ground truth "
                      "left out):".format(p["num_images"], p["num_skipped"]))
         lines.append("  mAP @ IoU {:.2f}:        {}".format(p["iou_threshold"], _fmt(p["mAP"])))
+        for key in sorted(k for k in p if k.startswith("mAP@")):
+            lines.append("  mAP @ IoU {:.2f}:        {}".format(float(key[4:]), _fmt(p[key])))
         lines.append("  mAP @ IoU 0.50:0.95:   {}".format(_fmt(p["mAP_range"])))
     return "\n".join(lines)
 

@@ -2,7 +2,11 @@
 
 Boxes are normalised ``[..., (y1, x1, y2, x2)]`` unless a docstring says otherwise.
 """
+import numpy as np
 import tensorflow as tf
+
+
+MAX_LOG_SCALE = float(np.log(1000.0 / 16))
 
 
 def apply_box_deltas_graph(boxes, deltas):
@@ -10,7 +14,14 @@ def apply_box_deltas_graph(boxes, deltas):
 
     boxes: [N, (y1, x1, y2, x2)]; deltas: [N, (dy, dx, log(dh), log(dw))].
     Returns: [N, (y1, x1, y2, x2)].
+
+    Unlike the classic code, non-finite deltas count as 0 and the log-scale ones are
+    capped at log(1000 / 16) (as torchvision does): an untrained head can predict
+    exp(d) = inf, and an inf or NaN box reaching crop_and_resize's gradient makes it
+    write outside its buffer (memory corruption, then a crash far away).
     """
+    deltas = tf.where(tf.math.is_finite(deltas), deltas, tf.zeros_like(deltas))
+    deltas = tf.concat([deltas[:, :2], tf.minimum(deltas[:, 2:], MAX_LOG_SCALE)], axis=1)
     height = boxes[:, 2] - boxes[:, 0]
     width = boxes[:, 3] - boxes[:, 1]
     center_y = boxes[:, 0] + 0.5 * height

@@ -47,20 +47,21 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=False):
+                         train_bn=False, channels=256):
     """The mask head.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] normalised boxes.
+    channels: width of the convs and the deconv (256 in the classic network).
     Returns: [batch, num_rois, 2 * pool_size, 2 * pool_size, NUM_CLASSES] mask
     probabilities (sigmoid), one mask per class.
     """
     x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
         [rois, image_meta] + feature_maps)
     for i in range(1, 5):
-        x = KL.Conv2D(256, (3, 3), padding="same", name="mrcnn_mask_conv{}".format(i))(x)
+        x = KL.Conv2D(channels, (3, 3), padding="same", name="mrcnn_mask_conv{}".format(i))(x)
         x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn{}".format(i))(x)
         x = KL.Activation("relu")(x)
-    x = KL.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
+    x = KL.Conv2DTranspose(channels, (2, 2), strides=2, activation="relu",
                            name="mrcnn_mask_deconv")(x)
     x = KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)
     return UnflattenRois(name="mrcnn_mask_rois")([x, rois])

@@ -104,6 +104,26 @@ class PositiveRois(KL.Layer):
         return (input_shape[0][0], None, input_shape[0][2])
 
 
+def find_last_checkpoint(model_dir, name):
+    """The last checkpoint of the latest training run named ``name`` under model_dir
+    (what ``MaskRCNN.find_last`` returns, without building a model)."""
+    name = (name or "").lower()
+    dir_names = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                       if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
+    if not dir_names:
+        raise FileNotFoundError(
+            "Could not find a model directory for NAME={!r} under {}; train first, or "
+            "give load_weights a path.".format(name, model_dir))
+    for dir_name in reversed(dir_names):
+        folder = os.path.join(model_dir, dir_name)
+        checkpoints = sorted(f for f in os.listdir(folder)
+                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+        if checkpoints:
+            return os.path.join(folder, checkpoints[-1])
+    raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
+        model_dir, dir_names[-1]))
+
+
 class MaskRCNN(object):
     """Mask R-CNN, with the classic Matterport interface.
 
@@ -168,7 +188,8 @@ class MaskRCNN(object):
         detection_boxes = SliceBoxes(name="detection_boxes")(detections)
         mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
                                           input_image_meta, config.MASK_POOL_SIZE,
-                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN)
+                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+                                          channels=config.MASK_HEAD_CHANNELS)
         return keras.Model([input_image, input_image_meta, input_anchors],
                            [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                             rpn_rois, rpn_class, rpn_bbox], name="mask_rcnn")
@@ -215,7 +236,8 @@ class MaskRCNN(object):
         mask_rois = PositiveRois(name="positive_rois")([rois, target_class_ids])
         mrcnn_mask = build_fpn_mask_graph(mask_rois, feature_maps[:4], input_image_meta,
                                           config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                          train_bn=config.TRAIN_BN)
+                                          train_bn=config.TRAIN_BN,
+                                          channels=config.MASK_HEAD_CHANNELS)
         outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
                    mrcnn_bbox, mrcnn_mask, rpn_rois, rois, target_class_ids, target_bbox,
                    target_mask]
@@ -255,23 +277,7 @@ class MaskRCNN(object):
 
         Returns its path; raises FileNotFoundError when there is none.
         """
-        name = (self.config.NAME or "").lower()
-        dir_names = sorted(d for d in (os.listdir(self.model_dir)
-                                       if os.path.isdir(self.model_dir) else [])
-                           if d.startswith(name) and
-                           os.path.isdir(os.path.join(self.model_dir, d)))
-        if not dir_names:
-            raise FileNotFoundError(
-                "Could not find a model directory for NAME={!r} under {}; train first, or "
-                "give load_weights a path.".format(self.config.NAME, self.model_dir))
-        for dir_name in reversed(dir_names):
-            folder = os.path.join(self.model_dir, dir_name)
-            checkpoints = sorted(f for f in os.listdir(folder)
-                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
-            if checkpoints:
-                return os.path.join(folder, checkpoints[-1])
-        raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
-            self.model_dir, dir_names[-1]))
+        return find_last_checkpoint(self.model_dir, self.config.NAME)
 
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load weights from a classic Keras 2 HDF5 file, a Keras 3 weights file, or a

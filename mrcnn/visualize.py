@@ -63,6 +63,57 @@ def apply_mask(image, mask, color, alpha=0.5):
     return image
 
 
+def color_splash(image, masks):
+    """The classic colour splash: the image in grayscale, the instances in colour.
+
+    image: [H, W, 3] uint8 RGB; masks: [H, W, N] bool (N may be 0).
+    Returns a new [H, W, 3] uint8 image.
+    """
+    image = np.asarray(image)
+    gray = np.dot(image[..., :3].astype(np.float32), [0.299, 0.587, 0.114])
+    gray = np.repeat(gray[..., None], 3, axis=2).round().astype(np.uint8)
+    masks = np.asarray(masks)
+    if masks.ndim != 3 or masks.shape[-1] == 0:
+        return gray
+    keep = masks.any(axis=-1)
+    return np.where(keep[..., None], image[..., :3], gray).astype(np.uint8)
+
+
+def draw_detections(image, boxes, masks, class_ids, class_names, scores=None,
+                    show_mask=True, show_bbox=True, alpha=0.45, colors=None):
+    """Instances drawn into a copy of the image (masks, boxes, "class score" labels)
+    with PIL: fast enough for video, no figure. Returns [H, W, 3] uint8.
+
+    boxes: [N, (y1, x1, y2, x2)] pixels; masks: [H, W, N] bool; class_ids: [N];
+    scores: [N] or None. Colours are per class (stable across frames).
+    """
+    from PIL import Image, ImageDraw
+    out = np.array(image[..., :3], dtype=np.float32, copy=True)
+    n = len(class_ids)
+    palette = colors or random_colors(max(len(class_names), 1), seed=7)
+    masks = np.asarray(masks)
+    if show_mask and masks.ndim == 3:
+        for i in range(min(n, masks.shape[-1])):
+            color = np.array(palette[int(class_ids[i]) % len(palette)]) * 255
+            m = masks[:, :, i].astype(bool)
+            out[m] = out[m] * (1 - alpha) + color * alpha
+    pil = Image.fromarray(out.round().clip(0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pil)
+    for i in range(n):
+        color = tuple(int(c * 255) for c in palette[int(class_ids[i]) % len(palette)])
+        y1, x1, y2, x2 = [int(v) for v in boxes[i]]
+        if show_bbox:
+            draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=color, width=2)
+        cid = int(class_ids[i])
+        label = class_names[cid] if 0 <= cid < len(class_names) else "class {}".format(cid)
+        if scores is not None:
+            label = "{} {:.2f}".format(label, float(scores[i]))
+        left, top, right, bottom = draw.textbbox((x1 + 2, y1 + 1), label)
+        draw.rectangle([left - 1, top - 1, right + 1, bottom + 1], fill=(0, 0, 0))
+        draw.text((x1 + 2, y1 + 1), label, fill=(255, 255, 255))
+    return np.asarray(pil)
+
+
 ############################################################
 #  Images and instances
 ############################################################

@@ -100,6 +100,18 @@ def read_weight_file(filepath):
                            "truncated; download it again.".format(filepath, e)) from None
 
 
+def weights_num_classes(filepath):
+    """NUM_CLASSES the file's class-specific layers were trained for (the width of
+    mrcnn_class_logits), or None when the file has no such layer (a backbone file)."""
+    layers, _ = read_weight_file(filepath)
+    for group, entries in layers.items():
+        for inner, short, array in entries:
+            if (inner == "mrcnn_class_logits" or group == "mrcnn_class_logits") and \
+                    array.ndim == 2:
+                return int(array.shape[-1])
+    return None
+
+
 def _read_keras2(group, filepath):
     """{group name: [(inner layer name, short name, array)]}; the inner layer name is
     the path component before the short name (it differs from the group name for a

@@ -2,16 +2,12 @@
 (the image bucket) and an HTTP server with Range support (metadata and mask zips),
 with fixtures built from the real files in ../shared/data/openimages_sample."""
 import csv
-import functools
-import http.server
 import io
 import json
 import os
 import shutil
-import socketserver
 import subprocess
 import sys
-import threading
 import zipfile
 
 import numpy as np
@@ -26,63 +22,10 @@ DOG, PIZZA, PERSON, WOMAN = "/m/0bt9lr", "/m/0663v", "/m/01g317", "/m/03bt1vf"
 SYNTHETIC_WOMAN = "00d5eb460eab4613_m03bt1vf_deadbeef.png"
 
 
-# ---------------------------------------------------------------- local HTTP server
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with single-range support; records the bytes it sends."""
-    ranges = True
-    log = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        path = self.translate_path(self.path)
-        if not os.path.isfile(path):
-            self.send_error(404)
-            return
-        size = os.path.getsize(path)
-        header = self.headers.get("Range")
-        if header and type(self).ranges:
-            spec = header.split("=", 1)[1]
-            a, b = spec.split("-")
-            if a == "":
-                start, end = max(0, size - int(b)), size - 1
-            else:
-                start, end = int(a), (int(b) if b else size - 1)
-            end = min(end, size - 1)
-            self.send_response(206)
-            self.send_header("Content-Range", "bytes {}-{}/{}".format(start, end, size))
-        else:
-            start, end = 0, size - 1
-            self.send_response(200)
-        self.send_header("Content-Length", str(end - start + 1))
-        self.end_headers()
-        with open(path, "rb") as f:
-            f.seek(start)
-            data = f.read(end - start + 1)
-        self.wfile.write(data)
-        type(self).log.append((self.path, len(data)))
-
-
-def serve(directory, ranges=True):
-    handler = type("Handler", (RangeHandler,), {"ranges": ranges, "log": []})
-    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0),
-                                            functools.partial(handler, directory=directory))
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, handler, "http://127.0.0.1:{}".format(httpd.server_address[1])
+from fake_openimages import mask_box, serve, start_s3  # noqa: E402  (local servers)
 
 
 # ---------------------------------------------------------------- fixtures
-
-def mask_box(path):
-    with Image.open(path) as im:
-        m = np.asarray(im.convert("L")) > 0
-    ys, xs = np.where(m)
-    h, w = m.shape
-    return xs.min() / w, (xs.max() + 1) / w, ys.min() / h, (ys.max() + 1) / h
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, openimages_sample):
@@ -155,15 +98,7 @@ def world(tmp_path_factory, openimages_sample):
     httpd, handler, url = serve(str(root))
     httpd_norange, handler_norange, url_norange = serve(str(root), ranges=False)
 
-    from moto.server import ThreadedMotoServer
-    s3server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    s3server.start()
-    host, port = s3server.get_host_and_port()
-    endpoint = "http://{}:{}".format(host, port)
-    import boto3
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id="x", aws_secret_access_key="x")
-    s3.create_bucket(Bucket="open-images-dataset", ACL="public-read")
+    s3server, endpoint, s3 = start_s3()
     image_dir = os.path.join(sample, "test-images")
     for name in os.listdir(image_dir):
         s3.upload_file(os.path.join(image_dir, name), "open-images-dataset", "test/" + name,

@@ -46,7 +46,7 @@ class CocoDataset(Dataset):
     """A Dataset over a COCO-format annotation file."""
 
     def load_coco(self, annotation_json, image_dir, class_ids=None, source="coco",
-                  skip_missing=False, return_coco=False):
+                  skip_missing=False, return_coco=False, image_ids=None):
         """Add the images and classes of a COCO annotation file.
 
         annotation_json: path to the JSON file, a dict in COCO format, or a COCO object.
@@ -58,7 +58,9 @@ class CocoDataset(Dataset):
         skip_missing: if True, images whose file is missing are skipped with a warning;
             if False (default), missing files raise FileNotFoundError listing them.
         return_coco: also return the pycocotools COCO object.
+        image_ids: COCO image ids to load (default: all), e.g. one part of a split.
         """
+        wanted = None if image_ids is None else [int(i) for i in image_ids]
         coco = _quiet_coco(annotation_json)
         self.coco = coco
         self.coco_source = source
@@ -82,6 +84,12 @@ class CocoDataset(Dataset):
             image_ids = sorted(image_ids)
         else:
             image_ids = sorted(coco.imgs.keys())
+        if wanted is not None:
+            unknown = sorted(set(wanted) - set(coco.imgs))
+            if unknown:
+                raise ValueError("load_coco: image ids {} are not in {}".format(
+                    unknown[:10], annotation_json))
+            image_ids = [i for i in image_ids if i in set(wanted)]
 
         for cid in class_ids:
             self.add_class(source, cid, coco.loadCats(cid)[0]["name"])

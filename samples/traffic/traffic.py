@@ -1,0 +1,57 @@
+"""Traffic scenes from Open Images: Person, Car, Traffic light, Traffic sign.
+
+    from samples.traffic.traffic import TrafficConfig, load_traffic
+    train = load_traffic("data/traffic", "train")      # data/traffic/train
+    val = load_traffic("data/traffic", "val")          # data/traffic/validation
+"""
+import os
+
+from mrcnn.config import Config
+from openimages.dataset import OpenImagesDataset
+
+from ..common import SampleError
+
+CLASSES = ["Person", "Car", "Traffic light", "Traffic sign"]
+CLASS_NAMES = ["BG"] + CLASSES
+SUBSET_FOLDERS = {"train": "train", "val": "validation", "validation": "validation"}
+
+
+class TrafficConfig(Config):
+    """Fine-tuning from COCO weights on the four traffic classes."""
+    NAME = "traffic"
+    NUM_CLASSES = 1 + len(CLASSES)
+    BACKBONE = "resnet50"
+    IMAGES_PER_GPU = 2
+    IMAGE_MIN_DIM = 640
+    IMAGE_MAX_DIM = 640
+    STEPS_PER_EPOCH = 500
+    VALIDATION_STEPS = 50
+    DETECTION_MIN_CONFIDENCE = 0.7
+    # Open Images masks are not exhaustive: few ROIs per image keeps the
+    # unlabelled instances from swamping the background class.
+    TRAIN_ROIS_PER_IMAGE = 128
+    MAX_GT_INSTANCES = 50
+
+
+class TrafficInferenceConfig(TrafficConfig):
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 1
+
+
+def load_traffic(dataset_dir, subset, args=None):
+    """The train ("train") or validation ("val") part of a folder written by
+    ``python -m samples.traffic.train download`` (``<dir>/train``, ``<dir>/validation``)."""
+    if not dataset_dir:
+        raise SampleError("--dataset is needed: the folder the download command wrote")
+    folder = os.path.join(dataset_dir, SUBSET_FOLDERS.get(subset, subset))
+    if not os.path.isfile(os.path.join(folder, "manifest.json")):
+        raise SampleError("--dataset {}: no {} subset there ({} has no manifest.json). "
+                          "Download it first: python -m samples.traffic.train download "
+                          "--out {}".format(dataset_dir, subset, folder, dataset_dir))
+    dataset = OpenImagesDataset()
+    dataset.load_dataset(folder, class_names=CLASSES, source="traffic")
+    dataset.prepare()
+    if not len(dataset.image_ids):
+        raise SampleError("--dataset {}: the {} subset holds no images with masks of {}"
+                          .format(dataset_dir, subset, ", ".join(CLASSES)))
+    return dataset
