@@ -44,10 +44,13 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "albumentations": ["albumentations>=1.4"],
+    # experiment tracking (mrcnn.tracking.MLflowCallback); the full "mlflow" works too
+    "mlflow": ["mlflow-skinny>=2.10"],
     "dev": [
         "pytest>=7.4",
         "moto[server]>=5.0",
         "albumentations>=1.4",
+        "mlflow-skinny>=2.10",
     ],
 }
 

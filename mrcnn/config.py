@@ -326,3 +326,29 @@ def _plain(value):
     if callable(value):
         return getattr(value, "__qualname__", getattr(value, "__name__", repr(value)))
     return value
+
+
+def load_config_class(spec):
+    """``"module:Class"`` or ``"path/to/file.py:Class"`` -> that Config subclass.
+
+    Used by the command-line tools' ``--config``; raises ConfigError naming the problem.
+    """
+    import importlib
+    import importlib.util
+    module_name, _, class_name = str(spec).rpartition(":")
+    if not module_name or not class_name:
+        raise ConfigError("--config {!r}: use module:Class, e.g. samples.traffic.traffic:"
+                          "TrafficConfig or my_configs.py:MyConfig".format(spec))
+    try:
+        if module_name.endswith(".py"):
+            loader = importlib.util.spec_from_file_location("user_config", module_name)
+            module = importlib.util.module_from_spec(loader)
+            loader.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+    except (ImportError, AttributeError, FileNotFoundError) as e:
+        raise ConfigError("--config {!r}: cannot load it ({})".format(spec, e)) from None
+    if not (isinstance(cls, type) and issubclass(cls, Config)):
+        raise ConfigError("--config {!r} is not a Config subclass".format(spec))
+    return cls

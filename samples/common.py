@@ -7,6 +7,7 @@ its class names) and calls :func:`main`; every sample then has the same command 
     python -m samples.<name>.train train    --dataset DIR --weights coco --schedule heads:10,4+:20,all:30
     python -m samples.<name>.train evaluate --dataset DIR --weights last [--limit N]
     python -m samples.<name>.train detect   --weights last --image PATH|DIR [--video PATH] [--splash]
+    python -m samples.<name>.train inspect  --dataset DIR [--subset train] [--count 4]
 
 ``--weights`` takes ``coco`` (the published mask_rcnn_coco.h5), ``imagenet`` (a ResNet-50
 backbone), ``last`` (the newest checkpoint under --logs), ``none`` (random weights) or a
@@ -225,26 +226,12 @@ def with_num_classes(config_class, class_names):
 
 def load_config_class(spec):
     """``module:Class`` (or ``path/to/file.py:Class``) -> the Config class."""
-    import importlib
-    import importlib.util
-    from mrcnn.config import Config
-    module_name, _, class_name = spec.rpartition(":")
-    if not module_name or not class_name:
-        raise SampleError("--config {!r}: use module:Class, e.g. samples.traffic.traffic:"
-                          "TrafficConfig or my_configs.py:MyConfig".format(spec))
+    from mrcnn.config import ConfigError
+    from mrcnn.config import load_config_class as load
     try:
-        if module_name.endswith(".py"):
-            loader = importlib.util.spec_from_file_location("user_config", module_name)
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-        cls = getattr(module, class_name)
-    except (ImportError, AttributeError, FileNotFoundError) as e:
-        raise SampleError("--config {!r}: cannot load it ({})".format(spec, e))
-    if not (isinstance(cls, type) and issubclass(cls, Config)):
-        raise SampleError("--config {!r} is not a Config subclass".format(spec))
-    return cls
+        return load(spec)
+    except ConfigError as e:
+        raise SampleError(str(e))
 
 
 def configs(sample, args, class_names=None):
@@ -280,11 +267,15 @@ def cmd_train(sample, args):
     model = modellib.MaskRCNN("training", config, args.logs)
     load_initial_weights(model, args.weights)
     augmentation = default_augmentation() if args.augment else None
+    callbacks = []
+    if args.mlflow:
+        from mrcnn.tracking import MLflowCallback
+        callbacks.append(MLflowCallback(model, tracking_uri=args.mlflow, experiment=sample.name))
     history = []
     for layers, epochs, lr in stages:
         print("stage: layers={} up to epoch {} at lr {}".format(layers, epochs, lr))
         h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
-                        augmentation=augmentation, seed=args.seed,
+                        augmentation=augmentation, seed=args.seed, custom_callbacks=callbacks,
                         verbose=2 if args.quiet else 1)
         for i, epoch in enumerate(h.epoch):
             history.append({"epoch": epoch + 1, "layers": layers, "lr": lr,
@@ -293,8 +284,19 @@ def cmd_train(sample, args):
         with open(os.path.join(model.log_dir, "class_names.json"), "w") as f:
             json.dump(list(train.class_names), f)
     last = model.find_last()
-    with open(os.path.join(model.log_dir, "history.json"), "w") as f:
+    history_path = os.path.join(model.log_dir, "history.json")
+    if os.path.isfile(history_path):  # a resumed run: keep the earlier epochs
+        with open(history_path) as f:
+            done = [h for h in json.load(f) if h["epoch"] < (history or [{"epoch": 1e9}])[0]
+                    ["epoch"]]
+        history = done + history
+    with open(history_path, "w") as f:
         json.dump(history, f, indent=1)
+    if callbacks:
+        with open(os.path.join(model.log_dir, "mlflow.json"), "w") as f:
+            json.dump({"tracking_uri": callbacks[0].tracking_uri,
+                       "run_id": callbacks[0].run_id}, f)
+        print("MLflow run", callbacks[0].run_id, "in", callbacks[0].tracking_uri)
     print("last checkpoint:", last)
     return last
 
@@ -336,7 +338,26 @@ def cmd_evaluate(sample, args):
     print("wrote", csv_path)
     for p in report["coco"].get("pr_curves", {}).values():
         print("wrote", p)
+    if args.mlflow:
+        log_evaluation_to_mlflow(sample, args, model, path, report, json_path)
     return report
+
+
+def log_evaluation_to_mlflow(sample, args, model, weights_path, report, json_path):
+    """Add the evaluation to --mlflow-run, else to the training run recorded beside the
+    weights (mlflow.json), else to a new run."""
+    from mrcnn.tracking import MLflowCallback
+    tracker = MLflowCallback(model, tracking_uri=args.mlflow, experiment=sample.name,
+                             run_name="evaluate")
+    run_id = args.mlflow_run
+    side = os.path.join(os.path.dirname(os.path.abspath(weights_path or ".")), "mlflow.json")
+    if not run_id and weights_path and os.path.isfile(side):
+        with open(side) as f:
+            run_id = json.load(f).get("run_id")
+    tracker.run_id = run_id
+    tracker.log_evaluation(report, json_path=json_path)
+    print("MLflow run", tracker.run_id, "in", tracker.tracking_uri)
+    return tracker.run_id
 
 
 def write_per_image_csv(per_image, path):
@@ -465,6 +486,44 @@ def detect_video(model, video_path, out_dir, class_names, splash, records=None):
     return target
 
 
+def cmd_inspect(sample, args):
+    """Draw the first --count images of a subset with their ground-truth masks and boxes
+    (checks that a dataset loads as intended before training on it)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from mrcnn import utils, visualize
+    subset = args.subset or "train"
+    dataset = sample.load_dataset(args.dataset, subset, args)
+    ids = list(dataset.image_ids[:args.count])
+    cols = min(len(ids), 4)
+    rows = (len(ids) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 4.5 * rows), squeeze=False)
+    counts = []
+    for ax, image_id in zip(axes.ravel(), ids):
+        image = dataset.load_image(image_id)
+        masks, class_ids = dataset.load_mask_checked(image_id, image_shape=image.shape)
+        counts.append(len(class_ids))
+        crowded = len(class_ids) > 20  # many small instances: masks only, no captions
+        visualize.display_instances(image, utils.extract_bboxes(masks), masks, class_ids,
+                                    dataset.class_names, ax=ax, show_bbox=not crowded,
+                                    captions=[""] * len(class_ids) if crowded else None,
+                                    title="{} ({} instances)"
+                                    .format(str(dataset.image_reference(image_id))[-24:],
+                                            len(class_ids)))
+    for ax in axes.ravel()[len(ids):]:
+        ax.axis("off")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "{}_{}_ground_truth.png".format(sample.name, subset))
+    fig.savefig(path, dpi=args.dpi, bbox_inches="tight")
+    plt.close(fig)
+    print("{} subset: {} images, {} classes ({}); drew {} images ({} instances) -> {}".format(
+        subset, len(dataset.image_ids), dataset.num_classes - 1,
+        ", ".join(dataset.class_names[1:6]) + (" ..." if dataset.num_classes > 6 else ""),
+        len(ids), sum(counts), path))
+    return path
+
+
 # ---------------------------------------------------------------- command line
 
 def build_parser(sample):
@@ -497,6 +556,8 @@ def build_parser(sample):
     t.add_argument("--val-steps", type=int, default=None, help="override VALIDATION_STEPS")
     t.add_argument("--seed", type=int, default=None, help="repeatable image order")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no bar")
+    t.add_argument("--mlflow", default=None, metavar="URI",
+                   help="also log to MLflow (a folder such as mlruns, sqlite:///x.db, a URL)")
 
     e = sub.add_parser("evaluate", help="COCO table + per-image compute_ap report")
     common(e, True)
@@ -509,6 +570,10 @@ def build_parser(sample):
     e.add_argument("--min-confidence", type=float, default=None,
                    help="override DETECTION_MIN_CONFIDENCE")
     e.add_argument("--out", default="out/evaluation", help="folder for JSON, CSV, PNG")
+    e.add_argument("--mlflow", default=None, metavar="URI",
+                   help="also log the metrics and PNGs to MLflow")
+    e.add_argument("--mlflow-run", default=None,
+                   help="the run to add them to (default: the training run of the weights)")
 
     d = sub.add_parser("detect", help="detect on images or a video; write PNGs / a video")
     common(d, False)
@@ -520,13 +585,21 @@ def build_parser(sample):
                    help="override DETECTION_MIN_CONFIDENCE")
     d.add_argument("--out", default="out/detect", help="output folder")
 
-    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect}
+    i = sub.add_parser("inspect", help="draw dataset images with their ground truth (PNG)")
+    i.add_argument("--dataset", required=True, help="the dataset folder")
+    i.add_argument("--subset", default=None, help="train, val or all (default: train)")
+    i.add_argument("--count", type=int, default=4, help="images to draw (default 4)")
+    i.add_argument("--dpi", type=int, default=60)
+    i.add_argument("--out", default="out/inspect", help="output folder")
+
+    commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect,
+                "inspect": cmd_inspect}
     for name, (add, run) in sample.commands.items():
         q = sub.add_parser(name, help=(run.__doc__ or "").strip().split("\n")[0])
         add(q)
         commands[name] = run
     if sample.add_arguments:
-        for name, q in (("train", t), ("evaluate", e), ("detect", d)):
+        for name, q in (("train", t), ("evaluate", e), ("detect", d), ("inspect", i)):
             sample.add_arguments(q, name)
     return p, commands
 
@@ -538,7 +611,7 @@ def main(sample, argv=None):
     args = parser.parse_args(argv)
     run = commands[args.command]
     try:
-        if args.command in ("train", "evaluate", "detect"):
+        if args.command in ("train", "evaluate", "detect", "inspect"):
             return run(sample, args)
         return run(args)
     except SampleError as e:

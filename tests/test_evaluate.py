@@ -201,3 +201,41 @@ def test_evaluate_model_runs_detect_in_batches_over_all_images():
     assert report["images"] == 7 and Oracle.calls == [4, 4]
     assert report["per_image"]["mAP"] == 1.0 and report["per_image"]["mAP_range"] == 1.0
     assert report["coco"]["segm"]["AP"] == pytest.approx(1.0)
+
+
+def test_calculate_ap_at_several_thresholds_and_pr_curve_pngs(tmp_path):
+    class One(utils.Dataset):
+        def load(self):
+            self.add_class("t", 1, "thing")
+            self.add_image("t", 0, None, height=20, width=20)
+
+        def load_image(self, image_id):
+            return np.zeros((20, 20, 3), np.uint8)
+
+        def load_mask(self, image_id):
+            m = np.zeros((20, 20, 1), bool)
+            m[5:15, 5:15] = True  # 100 pixels
+            return m, np.array([1])
+
+    d = One()
+    d.load()
+    d.prepare()
+    pred = np.zeros((20, 20, 1), bool)
+    pred[5:15, 5:11] = True  # 60 pixels inside the ground truth: mask IoU 0.6
+    results = {0: {"rois": np.array([[5, 5, 15, 11]]), "class_ids": np.array([1]),
+                   "scores": np.array([0.9]), "masks": pred}}
+    report = evaluate.calculate_ap(d, results, iou_threshold=[0.5, 0.75, 0.6])
+    assert report["mAP"] == 1.0 and report["mAP@0.75"] == 0.0 and report["mAP@0.6"] == 1.0
+    row = report["per_image"][0]
+    assert (row["AP"], row["AP@0.75"], row["AP@0.6"]) == (1.0, 0.0, 1.0)
+    # 0.5:0.95 in steps of 0.05: matched at 0.50, 0.55 and 0.60 -> 3 / 10
+    assert row["AP_range"] == pytest.approx(0.3)
+    text = evaluate.format_report({"per_image": report})
+    assert "mAP @ IoU 0.75:        0.000" in text and "mAP @ IoU 0.60:        1.000" in text
+    gt = evaluate.ground_truth_from_dataset(d)
+    res = evaluate.evaluate_coco(gt, evaluate.detections_to_coco(gt, results),
+                                 plot_dir=str(tmp_path / "pr"))
+    assert sorted(res["pr_curves"]) == ["bbox", "segm"]
+    for path in res["pr_curves"].values():
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"

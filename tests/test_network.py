@@ -261,3 +261,25 @@ def test_detection_layer_per_class_nms_confidence_and_window():
                                      [.1, .1, .5, .5, 2, .7],
                                      [0, .5, .3, .8, 3, .6],
                                      [0] * 6, [0] * 6], atol=1e-6)
+
+
+def test_mask_head_channels_sets_the_mask_head_width(tmp_path):
+    model = modellib.MaskRCNN("inference", tiny_config(MASK_HEAD_CHANNELS=32), str(tmp_path))
+    kernel = model.keras_model.get_layer("mrcnn_mask_conv1").weights[0]
+    assert tuple(kernel.shape)[-1] == 32
+    assert tuple(model.keras_model.get_layer("mrcnn_mask_deconv").weights[0].shape)[-1] == 32
+    with pytest.raises(ConfigError, match="MASK_HEAD_CHANNELS"):
+        tiny_config(MASK_HEAD_CHANNELS=0)
+
+
+def test_box_deltas_that_overflow_give_finite_boxes():
+    from mrcnn.graph_ops import MAX_LOG_SCALE, apply_box_deltas_graph
+    boxes = tf.constant([[0.2, 0.2, 0.4, 0.4]] * 3)
+    deltas = tf.constant([[0.0, 0.0, 1000.0, 0.0], [np.nan, 0.0, 0.0, np.inf],
+                          [0.5, 0.0, 0.0, 0.0]], tf.float32)
+    out = apply_box_deltas_graph(boxes, deltas).numpy()
+    assert np.isfinite(out).all()
+    # height capped at 0.2 * 1000 / 16 around the same centre
+    np.testing.assert_allclose(out[0, 2] - out[0, 0], 0.2 * np.exp(MAX_LOG_SCALE), rtol=1e-5)
+    np.testing.assert_allclose(out[1], [0.2, 0.2, 0.4, 0.4], atol=1e-6)  # non-finite -> 0
+    np.testing.assert_allclose(out[2], [0.3, 0.2, 0.5, 0.4], atol=1e-6)  # ordinary delta

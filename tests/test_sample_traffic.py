@@ -53,7 +53,7 @@ def trained(downloaded, tmp_path_factory):
     logs = tmp_path_factory.mktemp("traffic-logs")
     last = traffic.main(["train", "--dataset", str(data), "--weights", "none", "--layers",
                          "all", "--epochs", "1", "--lr", "0.001", "--logs", str(logs),
-                         "--seed", "0", "--quiet"] + TINY)
+                         "--seed", "0", "--quiet", "--mlflow", str(logs / "mlruns")] + TINY)
     return data, logs, last
 
 
@@ -92,7 +92,8 @@ def test_evaluate_writes_json_csv_and_pr_curves(trained, tmp_path):
     data, logs, _ = trained
     out = tmp_path / "eval"
     report = traffic.main(["evaluate", "--dataset", str(data), "--weights", "last", "--logs",
-                           str(logs), "--out", str(out), "--iou", "0.5", "0.75"] + TINY)
+                           str(logs), "--out", str(out), "--iou", "0.5", "0.75", "--mlflow",
+                           str(logs / "mlruns")] + TINY)
     with open(out / "evaluation.json") as f:
         saved = json.load(f)
     assert saved["images"] == 2
@@ -108,6 +109,16 @@ def test_evaluate_writes_json_csv_and_pr_curves(trained, tmp_path):
     assert rows[0] == ["image_id", "reference", "num_gt", "num_pred", "AP", "AP_range",
                        "AP@0.75"]
     assert [r[1] for r in rows[1:3]] == VAL_IDS and rows[3][0] == "mean"
+    # the evaluation went to the training run recorded beside the weights
+    mlflow = pytest.importorskip("mlflow")
+    with open(os.path.join(os.path.dirname(trained[2]), "mlflow.json")) as f:
+        recorded = json.load(f)
+    client = mlflow.tracking.MlflowClient(tracking_uri=recorded["tracking_uri"])
+    run = client.get_run(recorded["run_id"])
+    assert run.data.params["NAME"] == "tinytraffic" and "loss" in run.data.metrics
+    assert run.data.metrics["eval/mAP"] == pytest.approx(per["mAP"])
+    assert "eval/pr_curve_segm.png" in [a.path for a in client.list_artifacts(
+        recorded["run_id"], "eval")]
 
 
 def test_detect_images_splash_and_video(trained, tmp_path):

@@ -92,3 +92,31 @@ def test_display_table_prints_and_saves(tmp_path, capsys):
     visualize.display_table([["a", "b"], [1, 2]], save_path=str(tmp_path / "t.txt"))
     assert "a" in capsys.readouterr().out
     assert (tmp_path / "t.txt").read_text().startswith("a")
+
+
+def test_color_splash_keeps_colour_only_inside_masks():
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:, :] = (200, 100, 0)
+    masks = np.zeros((4, 4, 2), bool)
+    masks[0, 0, 0] = masks[3, 3, 1] = True
+    out = visualize.color_splash(image, masks)
+    assert out[0, 0].tolist() == [200, 100, 0] and out[3, 3].tolist() == [200, 100, 0]
+    gray = round(0.299 * 200 + 0.587 * 100)  # 118
+    assert out[1, 1].tolist() == [gray] * 3
+    assert (visualize.color_splash(image, np.zeros((4, 4, 0), bool)) == gray).all()
+
+
+def test_draw_detections_blends_masks_draws_boxes_and_labels(scene):
+    image, boxes, masks, ids, names = scene
+    colors = [(1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 1.0, 0.0)]
+    out = visualize.draw_detections(image, boxes, masks, ids, names, [0.9, 0.75],
+                                    alpha=0.5, colors=colors)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    c0 = np.array(colors[ids[0] % 4]) * 255
+    y, x = 25, 25  # inside mask 0, away from its outline and label
+    np.testing.assert_allclose(out[y, x], np.round(image[y, x] * 0.5 + c0 * 0.5), atol=1)
+    y1, x1, y2, x2 = boxes[1]
+    c1 = tuple(int(v * 255) for v in colors[ids[1] % 4])
+    assert tuple(out[y2 - 1, (x1 + x2) // 2]) == c1  # bottom edge of the box outline
+    assert out[0, 0].tolist() == image[0, 0].tolist()  # outside everything: untouched
+    assert (out[boxes[0][0] + 2:boxes[0][0] + 8, boxes[0][1] + 3] == 0).any()  # label bg

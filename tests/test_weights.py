@@ -205,3 +205,27 @@ def test_get_imagenet_weights_finds_local_file_or_says_where_to_put_it(model, tm
     (folder / modellib.IMAGENET_WEIGHTS_NAME).write_bytes(b"x")
     assert model.get_imagenet_weights(cache_dir=str(folder)) == \
         str(folder / modellib.IMAGENET_WEIGHTS_NAME)
+
+
+def test_weights_num_classes_reads_the_class_layer_width(model, tmp_path):
+    from mrcnn.weights import weights_num_classes
+    assert weights_num_classes(write_classic_h5(str(tmp_path / "coco.h5"),
+                                                classic_layout(81))) == 81
+    backbone_only = {k: v for k, v in classic_layout(81).items() if not k.startswith("mrcnn")}
+    assert weights_num_classes(write_classic_h5(str(tmp_path / "bb.h5"), backbone_only)) is None
+    ours = str(tmp_path / "ours.h5")
+    model.save_weights(ours)
+    assert weights_num_classes(ours) == 4
+
+
+def test_find_last_checkpoint_without_a_model(tmp_path):
+    from mrcnn.model import find_last_checkpoint
+    for run, epochs in (("small20261101T0900", [1, 2]), ("small20261102T0900", [1, 3]),
+                        ("other20261103T0900", [9])):
+        (tmp_path / run).mkdir()
+        for e in epochs:
+            (tmp_path / run / "mask_rcnn_x_{:04d}.h5".format(e)).write_bytes(b"")
+    assert find_last_checkpoint(str(tmp_path), "SMALL").endswith(
+        "small20261102T0900/mask_rcnn_x_0003.h5")
+    with pytest.raises(FileNotFoundError, match="NAME='nope'"):
+        find_last_checkpoint(str(tmp_path), "nope")

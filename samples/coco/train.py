@@ -17,7 +17,7 @@ def add_arguments(parser, command):
     parser.add_argument("--images", default=None,
                         help="image folder (default: images/ beside the JSON, else the "
                              "JSON's folder)")
-    if command in ("train", "evaluate"):
+    if command in ("train", "evaluate", "inspect"):
         parser.add_argument("--val-dataset", default=None,
                             help="validation JSON or folder (default: every tenth image of "
                                  "--dataset)")

@@ -1,7 +1,7 @@
 """Train Mask R-CNN on the synthetic shapes from scratch (CPU friendly), then detect on
 held-out images, print mAP@0.5 and write a picture of detections beside ground truth.
 
-    python -m samples.shapes.train --minutes 27 --out out/shapes
+    python -m samples.shapes.train --minutes 22 --out out/shapes
     python -m samples.shapes.train --quick        # the README demo: about 2 minutes
 
 Without pretrained weights (none can be downloaded here), the network starts from
@@ -161,7 +161,7 @@ def draw(model, dataset, path, count=4):
 def main(argv=None):
     p = argparse.ArgumentParser(description="Train shapes from scratch, detect, evaluate.")
     p.add_argument("--out", default="out/shapes", help="folder for logs, weights and PNGs")
-    p.add_argument("--minutes", type=float, default=27.0,
+    p.add_argument("--minutes", type=float, default=22.0,
                    help="training time budget (epochs of STEPS_PER_EPOCH until it is spent)")
     p.add_argument("--epochs", type=int, default=0, help="a fixed number of epochs instead")
     p.add_argument("--quick", action="store_true", help="a 2-minute run for the demo")

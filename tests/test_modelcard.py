@@ -1,0 +1,79 @@
+"""python -m mrcnn.modelcard on a small evaluation JSON."""
+import json
+
+import pytest
+
+from mrcnn import modelcard
+
+EVAL = {
+    "coco": {"num_images": 13, "num_detections": 420,
+             "bbox": {"AP": 0.4321, "AP50": 0.7012, "AP75": 0.45, "APs": 0.3, "APm": 0.5,
+                      "APl": -1.0, "AR1": 0.1, "AR10": 0.4, "AR100": 0.55,
+                      "per_category": {"nucleus": {"category_id": 1, "AP": 0.4321,
+                                                   "AP50": 0.7012}}},
+             "segm": {"AP": 0.3876, "AP50": 0.6543, "AP75": 0.4, "APs": 0.28, "APm": 0.45,
+                      "APl": -1.0, "AR1": 0.1, "AR10": 0.38, "AR100": 0.5,
+                      "per_category": {"nucleus": {"category_id": 1, "AP": 0.3876,
+                                                   "AP50": 0.6543}}}},
+    "per_image": {"iou_threshold": 0.5, "mAP": 0.6111, "mAP_range": 0.3333,
+                  "mAP@0.75": 0.4444, "num_images": 13, "num_skipped": 0, "per_image": []},
+    "dataset": "/data/nucleus",
+}
+
+
+def write_run(tmp_path, names=("BG", "nucleus")):
+    run = tmp_path / "nucleus20261122T0700"
+    run.mkdir()
+    weights = run / "mask_rcnn_nucleus_0002.h5"
+    weights.write_bytes(b"\x89HDF\r\n" + b"0" * 1000)
+    (run / "class_names.json").write_text(json.dumps(list(names)))
+    (run / "history.json").write_text(json.dumps([
+        {"epoch": 1, "layers": "heads", "lr": 0.01, "loss": 2.5, "mrcnn_mask_loss": 0.6},
+        {"epoch": 2, "layers": "all", "lr": 0.001, "loss": 1.25, "mrcnn_mask_loss": 0.4}]))
+    (tmp_path / "eval.json").write_text(json.dumps(EVAL))
+    return str(weights)
+
+
+def test_card_has_every_section_and_the_numbers(tmp_path):
+    weights = write_run(tmp_path)
+    (tmp_path / "about.json").write_text(json.dumps({
+        "description": "Finds nuclei in microscopy images.",
+        "intended_use": ["Counting nuclei in fluorescence images", "Teaching"],
+        "biases": "Mostly fluorescence images; few histology slides.",
+        "license": "MIT"}))
+    out = tmp_path / "MODEL_CARD.md"
+    modelcard.main(["--weights", weights, "--config",
+                    "samples.nucleus.nucleus:NucleusConfig", "--eval",
+                    str(tmp_path / "eval.json"), "--about", str(tmp_path / "about.json"),
+                    "--out", str(out)])
+    text = out.read_text()
+    for section in ("# Model card: Mask R-CNN: nucleus", "## Model details", "## Training",
+                    "## Metrics", "## Intended use", "## Limitations",
+                    "## Known biases of the data", "## License and citation"):
+        assert section in text
+    assert "| Backbone | resnet50 |" in text and "| Classes (incl. background) | 2 |" in text
+    assert "Classes: nucleus." in text
+    assert "| AP | 0.432 | 0.388 |" in text and "| AP50 | 0.701 | 0.654 |" in text
+    assert "| APl | - | - |" in text
+    assert "| nucleus | 0.432 | 0.701 | 0.388 | 0.654 |" in text
+    assert "- mAP @ IoU 0.5: 0.611" in text and "- mAP @ IoU 0.75: 0.444" in text
+    assert "- mAP @ IoU 0.50:0.95: 0.333" in text
+    assert ("layers `heads` at lr 0.01 for epochs 1-1; layers `all` at lr 0.001 for epochs "
+            "2-2") in text
+    assert "loss 1.2500" in text and "mrcnn_mask_loss 0.4000" in text
+    assert "- Counting nuclei in fluorescence images\n- Teaching" in text
+    assert "Mostly fluorescence images" in text
+    # what was not given says so
+    assert "_Not provided. Pass it in `--about` (key `limitations`)._" in text
+
+
+def test_card_errors_name_the_problem(tmp_path, capsys):
+    weights = write_run(tmp_path, names=("BG", "a", "b"))
+    with pytest.raises(SystemExit):
+        modelcard.main(["--weights", weights, "--config",
+                        "samples.nucleus.nucleus:NucleusConfig", "--out",
+                        str(tmp_path / "c.md")])
+    assert "has 3 names but NucleusConfig.NUM_CLASSES is 2" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown keys"):
+        modelcard.build_card(weights, modelcard.load_config(
+            "samples.traffic.traffic:TrafficConfig"), about={"purpose": "x"})
