@@ -156,6 +156,14 @@ def child_torch(args):
         while True:
             image, masks = cache[train_ids[rng.randint(len(train_ids))]]
             h, w = image.shape[:2]
+            if min(h, w) < CROP:  # as mrcnn's crop mode: scale up to the crop size first
+                s = CROP / min(h, w)
+                size = (int(round(w * s)), int(round(h * s)))
+                from PIL import Image
+                image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+                masks = np.stack([np.asarray(Image.fromarray(m).resize(size, Image.NEAREST))
+                                  for m in masks])
+                h, w = image.shape[:2]
             y = rng.randint(0, h - CROP + 1)
             x = rng.randint(0, w - CROP + 1)
             img = image[y:y + CROP, x:x + CROP]

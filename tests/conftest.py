@@ -32,3 +32,8 @@ def rng():
 @pytest.fixture(scope="session")
 def openimages_sample():
     return shared_path("openimages_sample")
+
+
+@pytest.fixture(scope="session")
+def nucleus_sample():
+    return shared_path("nucleus_dsb2018", "stage1_test")

@@ -5,7 +5,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_path
 from samples import common
 from samples.nucleus.nucleus import VAL_IDS, load_nucleus
 
@@ -15,8 +14,8 @@ NAMED = ["0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",
 
 
 @pytest.fixture(scope="module")
-def nucleus_dir():
-    return shared_path("nucleus_dsb2018", "stage1_test")
+def nucleus_dir(nucleus_sample):
+    return nucleus_sample
 
 
 def test_fixed_split(nucleus_dir):
