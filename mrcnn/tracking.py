@@ -67,10 +67,14 @@ class MLflowCallback(keras.callbacks.Callback):
         self.stage = 0
         self._first_epoch = None
         self._last_epoch = None
+        self._mlflow_client = None
 
     # ------------------------------------------------------------------ run handling
     def _client(self):
-        return self.mlflow.tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        if self._mlflow_client is None:
+            self._mlflow_client = self.mlflow.tracking.MlflowClient(
+                tracking_uri=self.tracking_uri)
+        return self._mlflow_client
 
     def _ensure_run(self):
         if self.run_id is None:

@@ -25,9 +25,10 @@ import time
 
 import numpy as np
 
+from mrcnn.datasets._common import IMAGE_EXTENSIONS
+
 log = logging.getLogger("mrcnn.samples")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 WEIGHT_CHOICES = ("coco", "imagenet", "last", "none")
 DEFAULT_LOGS = "logs"
