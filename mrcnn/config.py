@@ -63,6 +63,18 @@ class Config(object):
     # training step on small images is the mask head: 64 makes it 16x cheaper.
     MASK_HEAD_CHANNELS = 256
 
+    # Batch norm after each of the mask head's four convs (classic: True, and classic
+    # weights need it). False drops the mrcnn_mask_bn1..4 layers, as torchvision's head
+    # does: trained from scratch on the few positive ROIs of a small batch, those
+    # layers' statistics are poor, and masks learn faster without them.
+    MASK_HEAD_BN = True
+
+    # ROIAlign sampling. False (classic, what mask_rcnn_coco.h5 was trained with) puts
+    # the image-normalised box straight on each pyramid level, which drifts by up to
+    # 3/4 of a cell across the image. True samples every pixel at its exact place on
+    # the level; it matters for small objects (nuclei, 10-20 px) trained from scratch.
+    ROI_ALIGN_PIXEL_ALIGNED = False
+
     # Number of classification classes, including the background.
     NUM_CLASSES = 1
 
@@ -138,6 +150,13 @@ class Config(object):
 
     # Non-maximum suppression threshold for detection (per class).
     DETECTION_NMS_THRESHOLD = 0.3
+
+    # How a ROI becomes detections. False (classic): one detection, for the ROI's
+    # arg-max class, and none when that is the background. True (torchvision's rule):
+    # one candidate per foreground class whose score reaches DETECTION_MIN_CONFIDENCE,
+    # so a ROI that is 40% background and 60% nucleus still yields a nucleus. Use it
+    # with a low DETECTION_MIN_CONFIDENCE (e.g. 0.05) when recall matters (AP).
+    DETECTION_PER_CLASS = False
 
     # Learning rate and momentum. (The paper uses 0.02; that can blow up weights here.)
     LEARNING_RATE = 0.001
@@ -257,6 +276,10 @@ class Config(object):
             fail("RPN_ANCHOR_SCALES", self.RPN_ANCHOR_SCALES,
                  "needs one scale per pyramid level; BACKBONE_STRIDES has {} levels."
                  .format(len(self.BACKBONE_STRIDES)))
+
+        for attr in ("MASK_HEAD_BN", "DETECTION_PER_CLASS", "ROI_ALIGN_PIXEL_ALIGNED"):
+            if not isinstance(getattr(self, attr), (bool, np.bool_)):
+                fail(attr, getattr(self, attr), "use True or False.")
 
         if self.TRAIN_BN not in (None, False, True):
             fail("TRAIN_BN", self.TRAIN_BN, "use None (train BN), False (freeze) or True.")

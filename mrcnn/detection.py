@@ -9,22 +9,34 @@ from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_grap
 
 
 def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confidence,
-                            nms_threshold, max_instances):
+                            nms_threshold, max_instances, per_class=False):
     """Refine and filter the ROIs of one image.
 
     rois: [N, (y1, x1, y2, x2)] normalised; probs: [N, NUM_CLASSES];
     deltas: [N, NUM_CLASSES, (dy, dx, log(dh), log(dw))];
     window: (y1, x1, y2, x2) normalised, the image area inside the padding.
 
-    Each ROI takes its arg-max class (background ones are dropped) and that class's
-    box deltas; boxes are clipped to the window; scores below min_confidence are
-    dropped; NMS runs per class at nms_threshold; the max_instances best remain.
+    Classic rule (per_class=False): each ROI takes its arg-max class (background ones
+    are dropped) and that class's box deltas. With per_class=True each ROI gives one
+    candidate for every foreground class, with that class's score and deltas
+    (torchvision's rule). Boxes are clipped to the window; scores below
+    min_confidence are dropped; NMS runs per class at nms_threshold; the
+    max_instances best remain.
     Returns: [max_instances, (y1, x1, y2, x2, class_id, score)], zero-padded.
     """
-    class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
-    indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
-    class_scores = tf.gather_nd(probs, indices)
-    deltas_specific = tf.gather_nd(deltas, indices)
+    if per_class:
+        num_rois = tf.shape(probs)[0]
+        num_classes = tf.shape(probs)[1]
+        # Candidates in ROI-major order: (roi 0, class 1), (roi 0, class 2), ...
+        class_ids = tf.reshape(tf.tile(tf.range(1, num_classes)[None], [num_rois, 1]), [-1])
+        class_scores = tf.reshape(probs[:, 1:], [-1])
+        deltas_specific = tf.reshape(deltas[:, 1:], [-1, 4])
+        rois = tf.repeat(rois, num_classes - 1, axis=0)
+    else:
+        class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
+        indices = tf.stack([tf.range(tf.shape(probs)[0]), class_ids], axis=1)
+        class_scores = tf.gather_nd(probs, indices)
+        deltas_specific = tf.gather_nd(deltas, indices)
     refined_rois = apply_box_deltas_graph(
         rois, deltas_specific * tf.constant(bbox_std_dev, tf.float32))
     refined_rois = clip_boxes_graph(refined_rois, window)
@@ -65,8 +77,9 @@ class DetectionLayer(KL.Layer):
     """
 
     def __init__(self, bbox_std_dev=(0.1, 0.1, 0.2, 0.2), min_confidence=0.7,
-                 nms_threshold=0.3, max_instances=100, **kwargs):
+                 nms_threshold=0.3, max_instances=100, per_class=False, **kwargs):
         super().__init__(**kwargs)
+        self.per_class = bool(per_class)
         self.bbox_std_dev = [float(v) for v in np.asarray(bbox_std_dev).reshape(-1)]
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
@@ -80,7 +93,8 @@ class DetectionLayer(KL.Layer):
 
         def one_image(args):
             return refine_detections_graph(*args, self.bbox_std_dev, self.min_confidence,
-                                           self.nms_threshold, self.max_instances)
+                                           self.nms_threshold, self.max_instances,
+                                           self.per_class)
 
         return tf.map_fn(one_image, (rois, mrcnn_class, mrcnn_bbox, windows),
                          fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
@@ -91,5 +105,6 @@ class DetectionLayer(KL.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(bbox_std_dev=self.bbox_std_dev, min_confidence=self.min_confidence,
-                      nms_threshold=self.nms_threshold, max_instances=self.max_instances)
+                      nms_threshold=self.nms_threshold, max_instances=self.max_instances,
+                      per_class=self.per_class)
         return config

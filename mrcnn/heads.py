@@ -13,7 +13,7 @@ from .roi_align import PyramidROIAlign, UnflattenRois
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=False, fc_layers_size=1024):
+                         train_bn=False, fc_layers_size=1024, pixel_aligned=False):
     """The classifier and box-regression head.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] normalised proposals.
@@ -23,7 +23,8 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
         probs: [batch, num_rois, NUM_CLASSES] class probabilities.
         bbox_deltas: [batch, num_rois, NUM_CLASSES, (dy, dx, log(dh), log(dw))].
     """
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")(
+    x = PyramidROIAlign([pool_size, pool_size], pixel_aligned=pixel_aligned,
+                        name="roi_align_classifier")(
         [rois, image_meta] + feature_maps)
     # Two 1024-wide FC layers, written as convs (7x7 valid, then 1x1)
     x = KL.Conv2D(fc_layers_size, (pool_size, pool_size), padding="valid",
@@ -47,19 +48,24 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size, num_classes,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
-                         train_bn=False, channels=256):
+                         train_bn=False, channels=256, batch_norm=True,
+                         pixel_aligned=False):
     """The mask head.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] normalised boxes.
     channels: width of the convs and the deconv (256 in the classic network).
+    batch_norm: False leaves out mrcnn_mask_bn1..4 (see Config.MASK_HEAD_BN).
+    pixel_aligned: see Config.ROI_ALIGN_PIXEL_ALIGNED (also for fpn_classifier_graph).
     Returns: [batch, num_rois, 2 * pool_size, 2 * pool_size, NUM_CLASSES] mask
     probabilities (sigmoid), one mask per class.
     """
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
+    x = PyramidROIAlign([pool_size, pool_size], pixel_aligned=pixel_aligned,
+                        name="roi_align_mask")(
         [rois, image_meta] + feature_maps)
     for i in range(1, 5):
         x = KL.Conv2D(channels, (3, 3), padding="same", name="mrcnn_mask_conv{}".format(i))(x)
-        x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn{}".format(i))(x)
+        if batch_norm:
+            x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn{}".format(i))(x)
         x = KL.Activation("relu")(x)
     x = KL.Conv2DTranspose(channels, (2, 2), strides=2, activation="relu",
                            name="mrcnn_mask_deconv")(x)

@@ -179,17 +179,21 @@ class MaskRCNN(object):
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
             config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+            pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
         detections = DetectionLayer(
             bbox_std_dev=config.BBOX_STD_DEV, min_confidence=config.DETECTION_MIN_CONFIDENCE,
             nms_threshold=config.DETECTION_NMS_THRESHOLD,
-            max_instances=config.DETECTION_MAX_INSTANCES, name="mrcnn_detection")(
+            max_instances=config.DETECTION_MAX_INSTANCES,
+            per_class=config.DETECTION_PER_CLASS, name="mrcnn_detection")(
                 [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
         detection_boxes = SliceBoxes(name="detection_boxes")(detections)
         mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
                                           input_image_meta, config.MASK_POOL_SIZE,
                                           config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          channels=config.MASK_HEAD_CHANNELS)
+                                          channels=config.MASK_HEAD_CHANNELS,
+                                          batch_norm=config.MASK_HEAD_BN,
+                                          pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
         return keras.Model([input_image, input_image_meta, input_anchors],
                            [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                             rpn_rois, rpn_class, rpn_bbox], name="mask_rcnn")
@@ -229,7 +233,8 @@ class MaskRCNN(object):
                                       input_gt_masks])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-            train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+            train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+            pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
         # Positive ROIs come first in each image, and only they have mask targets: the
         # mask head runs on the first max-positives rows alone (the classic code ran it
         # on every ROI and threw most of the result away).
@@ -237,7 +242,9 @@ class MaskRCNN(object):
         mrcnn_mask = build_fpn_mask_graph(mask_rois, feature_maps[:4], input_image_meta,
                                           config.MASK_POOL_SIZE, config.NUM_CLASSES,
                                           train_bn=config.TRAIN_BN,
-                                          channels=config.MASK_HEAD_CHANNELS)
+                                          channels=config.MASK_HEAD_CHANNELS,
+                                          batch_norm=config.MASK_HEAD_BN,
+                                          pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
         outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
                    mrcnn_bbox, mrcnn_mask, rpn_rois, rois, target_class_ids, target_bbox,
                    target_mask]

@@ -8,6 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from mrcnn import model as modellib  # noqa: E402
+from mrcnn import utils  # noqa: E402
 from mrcnn.config import Config, ConfigError  # noqa: E402
 from mrcnn.detection import DetectionLayer  # noqa: E402
 from mrcnn.roi_align import PyramidROIAlign, roi_pyramid_level  # noqa: E402
@@ -221,6 +222,37 @@ def test_pyramid_roi_align_pools_from_the_level_of_each_box():
     assert got.tolist() == [float(v) for v in expect] + [100.0 + v for v in expect[::-1]]
 
 
+def test_pixel_aligned_roi_align_samples_pixel_centres_at_their_place_on_each_level():
+    # image 256x256; each level's map holds, in every cell, the image y (continuous, pixel
+    # i spans [i, i + 1)) of the cell's centre: (j + 0.5) * stride. Bilinear sampling
+    # of it at the right place returns the y of the pixel centre asked for.
+    meta = np.zeros((1, 12 + 4), np.float32)
+    meta[0, 4:7] = [256, 256, 3]
+    maps = []
+    for s in (4, 8, 16, 32):
+        centres = (np.arange(256 // s, dtype=np.float32) + 0.5) * s
+        maps.append(tf.constant(np.broadcast_to(centres[None, :, None, None],
+                                                (1, 256 // s, 256 // s, 1)).copy()))
+    # pixel boxes (y1, x1, y2, x2), y2 exclusive: 20 px tall on P2, 120 px on P4
+    pixel_boxes = np.array([[100, 40, 120, 60], [200, 10, 220, 30], [60, 60, 180, 180]])
+    boxes = utils.norm_boxes(pixel_boxes, (256, 256))[None]
+    aligned = PyramidROIAlign([2, 2], pixel_aligned=True)(
+        [tf.constant(boxes), tf.constant(meta)] + maps).numpy()[:, :, 0, 0]
+    # corner samples sit on the first and last pixel centres: y1 + 0.5 and y2 - 0.5
+    np.testing.assert_allclose(aligned, [[100.5, 119.5], [200.5, 219.5], [60.5, 179.5]],
+                               atol=1e-3)
+    # the classic sampling drifts with the position in the image (on P2, by up to 3 px)
+    classic = PyramidROIAlign([2, 2])([tf.constant(boxes), tf.constant(meta)] + maps).numpy()
+    drift = np.abs(classic[:, :, 0, 0] - aligned)
+    assert np.all(drift[1] > 0.8) and np.all(drift[0] < 0.4)
+    # a box over the whole image (level 4, 16 px cells centred at 8 .. 248): both modes
+    # read the border cells, never the zeros crop_and_resize puts off the map
+    whole = tf.constant(utils.norm_boxes(np.array([[0, 0, 256, 256]]), (256, 256))[None])
+    for mode in (True, False):
+        out = PyramidROIAlign([2, 2], pixel_aligned=mode)([whole, tf.constant(meta)] + maps)
+        np.testing.assert_allclose(out.numpy()[0, :, 0, 0], [8.0, 248.0], atol=0.01)
+
+
 def test_proposal_layer_scores_nms_limit_and_padding():
     anchors = np.array([[0, 0, .5, .5],        # A: .9
                         [0, 0, .5, .52],       # B: IoU .96 with A: .8
@@ -264,6 +296,40 @@ def test_detection_layer_per_class_nms_confidence_and_window():
                                      [.1, .1, .5, .5, 2, .7],
                                      [0, .5, .3, .8, 3, .6],
                                      [0] * 6, [0] * 6], atol=1e-6)
+
+
+def test_detection_layer_per_class_rule_keeps_foreground_classes_of_background_rois():
+    rois = np.array([[.1, .1, .5, .5], [.6, .6, .9, .9]], np.float32)
+    probs = np.array([[.5, .3, .2], [.1, .05, .85]], np.float32)
+    deltas = np.zeros((2, 3, 4), np.float32)
+    deltas[0, 2] = [1, 0, 0, 0]            # class 2's box for ROI 0 moves down by 0.1 * 0.4
+    meta = np.zeros((1, 15), np.float32)
+    meta[0, 4:7] = [100, 100, 3]
+    meta[0, 7:11] = [0, 0, 100, 100]
+    inputs = [tf.constant(rois[None]), tf.constant(probs[None]), tf.constant(deltas[None]),
+              tf.constant(meta)]
+    classic = DetectionLayer(min_confidence=0.1, max_instances=4)(inputs).numpy()[0]
+    np.testing.assert_allclose(classic, [[.6, .6, .9, .9, 2, .85]] + [[0] * 6] * 3, atol=1e-6)
+    per_class = DetectionLayer(min_confidence=0.1, max_instances=4, per_class=True)
+    out = per_class(inputs).numpy()[0]
+    np.testing.assert_allclose(out, [[.6, .6, .9, .9, 2, .85],
+                                     [.1, .1, .5, .5, 1, .3],
+                                     [.14, .1, .54, .5, 2, .2],
+                                     [0] * 6], atol=1e-6)
+    assert DetectionLayer.from_config(per_class.get_config()).per_class is True
+
+
+def test_mask_head_without_batch_norm_drops_the_bn_layers(tmp_path):
+    model = modellib.MaskRCNN("inference", tiny_config(MASK_HEAD_BN=False), str(tmp_path))
+    names = {layer.name for layer in model.keras_model.layers}
+    assert "mrcnn_mask_conv4" in names and "mrcnn_class_bn1" in names
+    assert not {"mrcnn_mask_bn{}".format(i) for i in range(1, 5)} & names
+    classic = modellib.MaskRCNN("inference", tiny_config(), str(tmp_path))
+    assert "mrcnn_mask_bn4" in {layer.name for layer in classic.keras_model.layers}
+    with pytest.raises(ConfigError, match="MASK_HEAD_BN"):
+        tiny_config(MASK_HEAD_BN="no")
+    with pytest.raises(ConfigError, match="DETECTION_PER_CLASS"):
+        tiny_config(DETECTION_PER_CLASS=1)
 
 
 def test_mask_head_channels_sets_the_mask_head_width(tmp_path):

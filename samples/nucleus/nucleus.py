@@ -46,6 +46,11 @@ class NucleusConfig(Config):
     IMAGE_MAX_DIM = 256
     IMAGE_MIN_SCALE = 0
     TRAIN_BN = None                # from scratch: batch norm learns
+    # From scratch on small objects (see bench/RESULTS.md, nucleus record): no batch
+    # norm in the mask head, exact ROIAlign sampling, one candidate per class per ROI.
+    MASK_HEAD_BN = False
+    ROI_ALIGN_PIXEL_ALIGNED = True
+    DETECTION_PER_CLASS = True
     # nuclei are small and many
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     RPN_TRAIN_ANCHORS_PER_IMAGE = 128
