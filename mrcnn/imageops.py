@@ -69,6 +69,10 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
 
     if scale != 1:
         image = resize(image, (round(h * scale), round(w * scale)), preserve_range=True)
+        if np.issubdtype(image_dtype, np.integer):
+            # round, not truncate (the classic code truncated: flat areas whose float
+            # value came out as 127.9999999 dropped a level, and the mean fell by 0.5)
+            image = np.round(image)
 
     if mode == "square":
         h, w = image.shape[:2]
