@@ -46,11 +46,21 @@ EXTRAS = {
     "albumentations": ["albumentations>=1.4"],
     # experiment tracking (mrcnn.tracking.MLflowCallback); the full "mlflow" works too
     "mlflow": ["mlflow-skinny>=2.10"],
+    # python -m mrcnn.export --format onnx (SavedModel needs only TensorFlow)
+    "export": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
+    # python -m mrcnn.demo (the web page)
+    "demo": ["gradio>=5.0"],
     "dev": [
         "pytest>=7.4",
         "moto[server]>=5.0",
         "albumentations>=1.4",
         "mlflow-skinny>=2.10",
+        "tf2onnx>=1.17",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "gradio>=5.0",
+        # drives the demo in the system's Chromium (no browser download)
+        "playwright>=1.40",
     ],
 }
 

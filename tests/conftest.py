@@ -37,3 +37,11 @@ def openimages_sample():
 @pytest.fixture(scope="session")
 def nucleus_sample():
     return shared_path("nucleus_dsb2018", "stage1_test")
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_weights(tmp_path_factory):
+    """A TinyShapesConfig checkpoint trained for one short epoch (about half a minute),
+    with class_names.json beside it: the model the export and demo tests serve."""
+    from tiny_configs import train_tiny_shapes
+    return train_tiny_shapes(str(tmp_path_factory.mktemp("tinyshapes")))
