@@ -217,6 +217,10 @@ def main(argv=None):
     epoch = model.epoch
     train_seconds = time.time() - t0
     weights = model.find_last()
+    # class names beside the checkpoints, as the other samples' train command writes
+    # them (read by python -m mrcnn.export / mrcnn.demo / mrcnn.modelcard)
+    with open(os.path.join(os.path.dirname(weights), "class_names.json"), "w") as f:
+        json.dump(train.class_names, f)
 
     infer = modellib.MaskRCNN("inference", make_inference_config(config),
                               os.path.join(args.out, "logs"))
