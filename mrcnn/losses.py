@@ -6,11 +6,15 @@ batch) is 0, never NaN.
 import tensorflow as tf
 
 
-def smooth_l1_loss(y_true, y_pred):
-    """Smooth-L1 (Huber with delta 1), element-wise. Shapes must match."""
+def smooth_l1_loss(y_true, y_pred, beta=1.0):
+    """Smooth-L1, element-wise: 0.5 * d**2 / beta below beta, d - 0.5 * beta above.
+
+    beta=1 is the classic loss (Huber with delta 1); torchvision's Faster/Mask R-CNN
+    use 1/9, which keeps the L1 pull on errors down to a ninth of a std. Shapes must match.
+    """
     diff = tf.abs(y_true - y_pred)
-    less_than_one = tf.cast(tf.less(diff, 1.0), tf.float32)
-    return (less_than_one * 0.5 * diff ** 2) + (1 - less_than_one) * (diff - 0.5)
+    small = tf.cast(tf.less(diff, beta), tf.float32)
+    return small * 0.5 * diff ** 2 / beta + (1 - small) * (diff - 0.5 * beta)
 
 
 def _mean_or_zero(x):
@@ -32,7 +36,7 @@ def rpn_class_loss_graph(rpn_match, rpn_class_logits):
     return _mean_or_zero(loss)
 
 
-def rpn_bbox_loss_graph(target_bbox, rpn_match, rpn_bbox):
+def rpn_bbox_loss_graph(target_bbox, rpn_match, rpn_bbox, beta=1.0):
     """RPN box regression loss (smooth-L1) over positive anchors.
 
     target_bbox: [batch, RPN_TRAIN_ANCHORS_PER_IMAGE, 4], each image's positive anchors'
@@ -46,7 +50,7 @@ def rpn_bbox_loss_graph(target_bbox, rpn_match, rpn_bbox):
     counts = tf.reduce_sum(tf.cast(tf.equal(rpn_match, 1), tf.int32), axis=1)
     valid = tf.sequence_mask(counts, maxlen=tf.shape(target_bbox)[1])
     target_bbox = tf.boolean_mask(target_bbox, valid)
-    return _mean_or_zero(smooth_l1_loss(target_bbox, rpn_bbox))
+    return _mean_or_zero(smooth_l1_loss(target_bbox, rpn_bbox, beta))
 
 
 def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids):
@@ -65,7 +69,7 @@ def mrcnn_class_loss_graph(target_class_ids, pred_class_logits, active_class_ids
     return tf.reduce_sum(loss) / tf.maximum(tf.reduce_sum(pred_active), 1.0)
 
 
-def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):
+def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox, beta=1.0):
     """Box refinement loss (smooth-L1) of positive ROIs, on their class's deltas.
 
     target_bbox: [batch, num_rois, 4]; target_class_ids: [batch, num_rois];
@@ -79,7 +83,7 @@ def mrcnn_bbox_loss_graph(target_bbox, target_class_ids, pred_bbox):
     indices = tf.stack([positive_roi_ix, positive_roi_class_ids], axis=1)
     target_bbox = tf.gather(target_bbox, positive_roi_ix)
     pred_bbox = tf.gather_nd(pred_bbox, indices)
-    return _mean_or_zero(smooth_l1_loss(target_bbox, pred_bbox))
+    return _mean_or_zero(smooth_l1_loss(target_bbox, pred_bbox, beta))
 
 
 def mrcnn_mask_loss_graph(target_masks, target_class_ids, pred_masks):

@@ -106,10 +106,12 @@ class TrainingModel(keras.Model):
         active_class_ids = image_meta[:, 12:]
         return {
             "rpn_class_loss": rpn_class_loss_graph(rpn_match, rpn_class_logits),
-            "rpn_bbox_loss": rpn_bbox_loss_graph(rpn_bbox_target, rpn_match, rpn_bbox),
+            "rpn_bbox_loss": rpn_bbox_loss_graph(rpn_bbox_target, rpn_match, rpn_bbox,
+                                                 self.mrcnn_config.SMOOTH_L1_BETA),
             "mrcnn_class_loss": mrcnn_class_loss_graph(target_class_ids, mrcnn_class_logits,
                                                        active_class_ids),
-            "mrcnn_bbox_loss": mrcnn_bbox_loss_graph(target_bbox, target_class_ids, mrcnn_bbox),
+            "mrcnn_bbox_loss": mrcnn_bbox_loss_graph(target_bbox, target_class_ids, mrcnn_bbox,
+                                                     self.mrcnn_config.SMOOTH_L1_BETA),
             # the mask head ran on the first (positive) ROIs only
             "mrcnn_mask_loss": mrcnn_mask_loss_graph(
                 target_mask[:, :tf.shape(mrcnn_mask)[1]],
