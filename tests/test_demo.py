@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from mrcnn import demo
-from tiny_configs import TinyShapesConfig
+from tiny_configs import TinyShapesDemoConfig
 
 
 def save(tmp_path, name, array):
@@ -63,7 +63,7 @@ def test_rle_round_trips_with_pycocotools():
 
 @pytest.fixture(scope="module")
 def app(tiny_shapes_weights):
-    return demo.load_app(tiny_shapes_weights, TinyShapesConfig, floor=0.0)
+    return demo.load_app(tiny_shapes_weights, TinyShapesDemoConfig, floor=0.0)
 
 
 def test_page_callbacks_detect_once_then_filter(app, tmp_path):

@@ -49,7 +49,7 @@ def server(request, tmp_path_factory):
     pytest.importorskip("playwright")
     weights = os.environ.get("MRCNN_DEMO_WEIGHTS") or \
         request.getfixturevalue("tiny_shapes_weights")
-    config = os.environ.get("MRCNN_DEMO_CONFIG", "tiny_configs:TinyShapesConfig")
+    config = os.environ.get("MRCNN_DEMO_CONFIG", "tiny_configs:TinyShapesDemoConfig")
     port = free_port()
     log = tmp_path_factory.mktemp("demo") / "server.log"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),

@@ -25,8 +25,11 @@ def shapes_image(height, width, seed):
 
 
 def assert_same_detections(keras_result, exported):
+    """Returns how many detections both have (they must agree, also on none)."""
     n = len(keras_result["scores"])
-    assert n > 0
+    if n == 0:
+        assert exported["boxes"].shape == (0, 4) and len(exported["scores"]) == 0
+        return 0
     assert exported["boxes"].shape == (n, 4) and exported["masks"].shape[0] == n
     np.testing.assert_array_equal(exported["class_ids"], keras_result["class_ids"])
     assert np.abs(exported["boxes"] - keras_result["rois"]).max() <= 1
@@ -39,6 +42,7 @@ def assert_same_detections(keras_result, exported):
         if union:
             assert (a & b).sum() / union > 0.99, "mask {} differs".format(i)
     np.testing.assert_allclose(exported["scores"], keras_result["scores"], atol=1e-3)
+    return n
 
 
 # ---------------------------------------------------------------- graph pieces
@@ -97,8 +101,10 @@ def shapes_model(tiny_shapes_weights):
 
 @pytest.fixture(scope="module")
 def shapes_images():
-    # larger than the 64-px model input (scaled down) and smaller (scaled up), not square
-    return [shapes_image(90, 120, 3), shapes_image(40, 56, 4)]
+    # larger than the 64-px model input (scaled down) and smaller (scaled up), not square;
+    # the tiny model finds nothing in some images, so there are several
+    return [shapes_image(90, 120, 3), shapes_image(40, 56, 4), shapes_image(100, 70, 9),
+            shapes_image(64, 64, 8)]
 
 
 def test_savedmodel_export_gives_keras_detections(shapes_model, shapes_images, tmp_path):
@@ -107,9 +113,10 @@ def test_savedmodel_export_gives_keras_detections(shapes_model, shapes_images, t
     info = json.load(open(os.path.join(out, "export.json")))
     assert info["class_names"] == ["BG", "square", "circle", "triangle"]
     assert info["outputs"]["masks"]["shape"] == ["N", "height", "width"]
-    for image in shapes_images:
-        expect = shapes_model.detect([image])[0]
-        assert_same_detections(expect, exportlib.run_savedmodel(out, image))
+    found = [assert_same_detections(shapes_model.detect([image])[0],
+                                    exportlib.run_savedmodel(out, image))
+             for image in shapes_images]
+    assert sum(n > 0 for n in found) >= 2, found
 
 
 def test_onnx_export_runs_in_onnxruntime_and_gives_keras_detections(shapes_model,
@@ -121,9 +128,10 @@ def test_onnx_export_runs_in_onnxruntime_and_gives_keras_detections(shapes_model
                                    providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert sorted(o.name for o in session.get_outputs()) == sorted(exportlib.OUTPUT_NAMES)
-    for image in shapes_images:
-        expect = shapes_model.detect([image])[0]
-        assert_same_detections(expect, exportlib.run_onnx(out, image, session))
+    found = [assert_same_detections(shapes_model.detect([image])[0],
+                                    exportlib.run_onnx(out, image, session))
+             for image in shapes_images]
+    assert sum(n > 0 for n in found) >= 2, found
     info = json.load(open(os.path.join(out, "export.json")))
     assert info["opset"] == exportlib.DEFAULT_OPSET and info["model"] == "model.onnx"
 
@@ -136,7 +144,9 @@ def test_pad64_resnet_export_handles_any_image_size(tmp_path):
     out = exportlib.export(model, str(tmp_path / "sm"), "savedmodel")
     for shape in [(100, 150), (64, 200)]:
         image = np.random.RandomState(shape[0]).randint(0, 256, shape + (3,)).astype(np.uint8)
-        assert_same_detections(model.detect([image])[0], exportlib.run_savedmodel(out, image))
+        found = assert_same_detections(model.detect([image])[0],
+                                       exportlib.run_savedmodel(out, image))
+        assert found > 0
 
 
 # ---------------------------------------------------------------- errors and CLI

@@ -45,6 +45,12 @@ class TinyShapesConfig(TinyMixin, ShapesTrainConfig):
     DETECTION_MIN_CONFIDENCE = 0.0
 
 
+class TinyShapesDemoConfig(TinyShapesConfig):
+    """The browser test's model: a candidate per class per ROI, so that even the tiny,
+    barely trained model always shows detections at the slider's floor."""
+    DETECTION_PER_CLASS = True
+
+
 class TinyPad64Config(Config):
     """ResNet-50, pad64: the export's in-graph anchors and any-size input."""
     NAME = "tinypad64"
