@@ -66,7 +66,8 @@ class Config(object):
     # Batch norm after each of the mask head's four convs (classic: True, and classic
     # weights need it). False drops the mrcnn_mask_bn1..4 layers, as torchvision's head
     # does: trained from scratch on the few positive ROIs of a small batch, those
-    # layers' statistics are poor, and masks learn faster without them.
+    # layers' statistics are poor, and masks learn faster without them. Without batch
+    # norm the convs and the deconv start at He's variance instead of Glorot's.
     MASK_HEAD_BN = True
 
     # ROIAlign sampling. False (classic, what mask_rcnn_coco.h5 was trained with) puts

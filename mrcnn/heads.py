@@ -62,12 +62,15 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size, num_classes,
     x = PyramidROIAlign([pool_size, pool_size], pixel_aligned=pixel_aligned,
                         name="roi_align_mask")(
         [rois, image_meta] + feature_maps)
+    # without batch norm to rescale them, the convs start at He's variance (ReLU-preserving)
+    init = "glorot_uniform" if batch_norm else "he_normal"
     for i in range(1, 5):
-        x = KL.Conv2D(channels, (3, 3), padding="same", name="mrcnn_mask_conv{}".format(i))(x)
+        x = KL.Conv2D(channels, (3, 3), padding="same", name="mrcnn_mask_conv{}".format(i),
+                      kernel_initializer=init)(x)
         if batch_norm:
             x = BatchNorm(train_bn=train_bn, name="mrcnn_mask_bn{}".format(i))(x)
         x = KL.Activation("relu")(x)
     x = KL.Conv2DTranspose(channels, (2, 2), strides=2, activation="relu",
-                           name="mrcnn_mask_deconv")(x)
+                           kernel_initializer=init, name="mrcnn_mask_deconv")(x)
     x = KL.Conv2D(num_classes, (1, 1), strides=1, activation="sigmoid", name="mrcnn_mask")(x)
     return UnflattenRois(name="mrcnn_mask_rois")([x, rois])

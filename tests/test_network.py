@@ -324,8 +324,13 @@ def test_mask_head_without_batch_norm_drops_the_bn_layers(tmp_path):
     names = {layer.name for layer in model.keras_model.layers}
     assert "mrcnn_mask_conv4" in names and "mrcnn_class_bn1" in names
     assert not {"mrcnn_mask_bn{}".format(i) for i in range(1, 5)} & names
+    # without batch norm the convs start at He's variance (2 / fan_in), not Glorot's
+    kernel = model.keras_model.get_layer("mrcnn_mask_conv2").get_weights()[0]
+    assert np.var(kernel) == pytest.approx(2.0 / (3 * 3 * 256), rel=0.05)
     classic = modellib.MaskRCNN("inference", tiny_config(), str(tmp_path))
     assert "mrcnn_mask_bn4" in {layer.name for layer in classic.keras_model.layers}
+    glorot = classic.keras_model.get_layer("mrcnn_mask_conv2").get_weights()[0]
+    assert np.var(glorot) == pytest.approx(2.0 / (2 * 3 * 3 * 256), rel=0.05)
     with pytest.raises(ConfigError, match="MASK_HEAD_BN"):
         tiny_config(MASK_HEAD_BN="no")
     with pytest.raises(ConfigError, match="DETECTION_PER_CLASS"):
