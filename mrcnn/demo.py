@@ -106,18 +106,16 @@ class DemoApp(object):
         self.default_threshold = float(conf if default_threshold is None else default_threshold)
         # detect at the slider's lowest value; moving the slider only filters
         self.floor = float(min(floor, self.default_threshold))
+        if conf > self.floor:
+            raise ValueError("build the demo's model with DETECTION_MIN_CONFIDENCE <= {} "
+                             "(the slider's floor); load_app does".format(self.floor))
         self._lock = threading.Lock()
         self.out_dir = tempfile.mkdtemp(prefix="mrcnn-demo-")
         self._count = 0
 
     def detect(self, image):
         """RGB uint8 image -> raw result dict (rois, class_ids, scores, masks)."""
-        config = self.model.config
-        saved = config.DETECTION_MIN_CONFIDENCE
         with self._lock:
-            if saved > self.floor:
-                raise RuntimeError("build the demo's model with DETECTION_MIN_CONFIDENCE "
-                                   "<= the slider's floor")
             return self.model.detect([image], verbose=0)[0]
 
     def select(self, result, threshold, classes=None):

@@ -57,6 +57,21 @@ def load_inference_model(weights, config, model_dir=None):
     return model
 
 
+def default_class_names(num_classes):
+    """"BG", "class_1", ... for a model whose class names nobody wrote down."""
+    return ["BG"] + ["class_{}".format(i) for i in range(1, num_classes)]
+
+
+def class_names_beside(weights):
+    """The list in ``class_names.json`` beside a weight file (the samples' ``train``
+    writes it there), or None when there is none."""
+    path = os.path.join(os.path.dirname(os.path.abspath(weights)), "class_names.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def read_class_names(weights, num_classes, names=None):
     """Class names for a model: ``names`` if given (a list or a JSON file path), else
     ``class_names.json`` beside the weights, else "BG", "class_1", ... The list has
@@ -68,13 +83,10 @@ def read_class_names(weights, num_classes, names=None):
         with open(names) as f:
             names = json.load(f)
     if names is None:
-        path = os.path.join(os.path.dirname(os.path.abspath(weights)), "class_names.json")
-        if os.path.isfile(path):
-            source = path
-            with open(path) as f:
-                names = json.load(f)
+        names = class_names_beside(weights)
+        source = "class_names.json beside {}".format(weights)
     if names is None:
-        return ["BG"] + ["class_{}".format(i) for i in range(1, num_classes)]
+        return default_class_names(num_classes)
     names = [str(n) for n in names]
     if len(names) == num_classes - 1:
         names = ["BG"] + names

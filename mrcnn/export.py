@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from .deploy import load_inference_model, read_class_names
+from .deploy import default_class_names, load_inference_model, read_class_names
 
 FORMATS = ("savedmodel", "onnx")
 # tf2onnx needs NonMaxSuppression (opset 10) and Resize/Loop forms of CropAndResize
@@ -122,9 +122,11 @@ def _pyramid_anchors_graph(config, molded_h, molded_w):
     return (anchors - tf.constant([0.0, 0.0, 1.0, 1.0])) / scale
 
 
-def _mold_graph(config, image):
+def _mold_graph(config, image, square_anchors=None):
     """resize_image + mold_image + compose_image_meta for one uint8 image (tensors).
 
+    square_anchors: the fixed normalised anchors of square mode (``MaskRCNN.get_anchors``);
+    other modes compute them in the graph for the molded size.
     Returns molded float32 [H', W', 3], image_meta [META], window (int32 y1, x1, y2, x2)
     and the anchors.
     """
@@ -176,15 +178,8 @@ def _mold_graph(config, image):
         tf.cast(window, tf.float32),
         tf.cast(scale, tf.float32)[None],
         tf.zeros([config.NUM_CLASSES], tf.float32)], axis=0)
-    if mode == "square":
-        from .anchors import compute_backbone_shapes
-        from .utils import generate_pyramid_anchors, norm_boxes
-        shape = config.IMAGE_SHAPE
-        anchors = norm_boxes(generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(config, shape), config.BACKBONE_STRIDES,
-            config.RPN_ANCHOR_STRIDE), shape[:2])
-        anchors = tf.constant(anchors, tf.float32)
+    if square_anchors is not None:
+        anchors = tf.constant(square_anchors, tf.float32)
     else:
         anchors = _pyramid_anchors_graph(config, molded_h, molded_w)
     return molded, meta, window, anchors
@@ -269,11 +264,14 @@ def serving_function(model):
         raise ExportError("the export takes RGB images; IMAGE_CHANNEL_COUNT is {}"
                           .format(config.IMAGE_CHANNEL_COUNT))
 
+    square_anchors = (model.get_anchors(config.IMAGE_SHAPE)
+                      if config.IMAGE_RESIZE_MODE == "square" else None)
+
     @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8, name="image")])
     def serve(image):
         height = tf.shape(image)[0]
         width = tf.shape(image)[1]
-        molded, meta, window, anchors = _mold_graph(config, image)
+        molded, meta, window, anchors = _mold_graph(config, image, square_anchors)
         outputs = keras_model([molded[None], meta[None], anchors[None]], training=False)
         detections, mrcnn_mask = outputs[0][0], outputs[3][0]
         boxes, class_ids, scores, masks = _unmold_graph(
@@ -367,7 +365,7 @@ def export_savedmodel(model, out_dir, class_names=None):
     except Exception:
         shutil.rmtree(stage, ignore_errors=True)
         raise
-    names = class_names or read_class_names("", model.config.NUM_CLASSES)
+    names = class_names or default_class_names(model.config.NUM_CLASSES)
     _write_json(os.path.join(stage, "export.json"),
                 _metadata(model, names, "savedmodel", {"model": "saved_model"}))
     _commit(stage, out_dir)
@@ -418,7 +416,7 @@ def export_onnx(model, out_dir, class_names=None, opset=DEFAULT_OPSET):
         shutil.rmtree(stage, ignore_errors=True)
         raise ExportError("the ONNX graph has outputs {}, expected {}".format(
             outputs, list(OUTPUT_NAMES)))
-    names = class_names or read_class_names("", model.config.NUM_CLASSES)
+    names = class_names or default_class_names(model.config.NUM_CLASSES)
     _write_json(os.path.join(stage, "export.json"),
                 _metadata(model, names, "onnx", {"model": "model.onnx", "opset": opset}))
     _commit(stage, out_dir)

@@ -21,11 +21,11 @@ import logging
 import os
 import re
 import sys
-import time
 
 import numpy as np
 
 from mrcnn.datasets._common import IMAGE_EXTENSIONS
+from mrcnn.deploy import class_names_beside
 
 log = logging.getLogger("mrcnn.samples")
 
@@ -206,10 +206,9 @@ def class_names_for(weights_path, sample, args):
     """Class names for detection: class_names.json beside the weights (written by the
     train command), else the --dataset's, else the sample's, else "class k"."""
     if weights_path:
-        side = os.path.join(os.path.dirname(os.path.abspath(weights_path)), "class_names.json")
-        if os.path.isfile(side):
-            with open(side) as f:
-                return json.load(f)
+        beside = class_names_beside(weights_path)
+        if beside is not None:
+            return beside
     if getattr(args, "dataset", None):
         return list(sample.load_dataset(args.dataset, "val", args).class_names)
     if sample.class_names:
