@@ -129,6 +129,12 @@ class Config(object):
     # Fraction of positive ROIs used to train the classifier/mask heads.
     ROI_POSITIVE_RATIO = 0.33
 
+    # Add the GT boxes to the proposals that ROIs are sampled from (torchvision and
+    # Detectron do). The heads then see positives from the first step, before the RPN
+    # proposes anything useful, which matters most when training from scratch.
+    # False = classic: ROIs come from the RPN's proposals only.
+    TRAIN_ROIS_INCLUDE_GT = False
+
     # Pooled ROIs.
     POOL_SIZE = 7
     MASK_POOL_SIZE = 14
@@ -158,6 +164,11 @@ class Config(object):
     # so a ROI that is 40% background and 60% nucleus still yields a nucleus. Use it
     # with a low DETECTION_MIN_CONFIDENCE (e.g. 0.05) when recall matters (AP).
     DETECTION_PER_CLASS = False
+
+    # A pasted mask's pixel is inside the instance where the mask head's probability is
+    # at least this (classic: 0.5). Slightly lower values give fuller masks from a model
+    # whose mask probabilities are still soft, e.g. early in training from scratch.
+    DETECTION_MASK_THRESHOLD = 0.5
 
     # Learning rate and momentum. (The paper uses 0.02; that can blow up weights here.)
     LEARNING_RATE = 0.001
@@ -283,7 +294,8 @@ class Config(object):
                  "needs one scale per pyramid level; BACKBONE_STRIDES has {} levels."
                  .format(len(self.BACKBONE_STRIDES)))
 
-        for attr in ("MASK_HEAD_BN", "DETECTION_PER_CLASS", "ROI_ALIGN_PIXEL_ALIGNED"):
+        for attr in ("MASK_HEAD_BN", "DETECTION_PER_CLASS", "ROI_ALIGN_PIXEL_ALIGNED",
+                     "TRAIN_ROIS_INCLUDE_GT"):
             if not isinstance(getattr(self, attr), (bool, np.bool_)):
                 fail(attr, getattr(self, attr), "use True or False.")
 
@@ -298,7 +310,8 @@ class Config(object):
             fail("SMOOTH_L1_BETA", self.SMOOTH_L1_BETA, "must be a number > 0 (1.0 classic, "
                  "1/9 torchvision).")
 
-        for attr in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
+        for attr in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE",
+                     "DETECTION_MASK_THRESHOLD"):
             value = getattr(self, attr)
             if not 0 <= value <= 1:
                 fail(attr, value, "must be in [0, 1].")

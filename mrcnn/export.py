@@ -185,12 +185,12 @@ def _mold_graph(config, image, square_anchors=None):
     return molded, meta, window, anchors
 
 
-def _paste_masks_graph(masks, boxes, height, width):
+def _paste_masks_graph(masks, boxes, height, width, threshold=0.5):
     """``utils.unmold_mask`` for all detections: [N, 28, 28] probs -> uint8 [N, H, W].
 
     Each mask is resized to its box as scikit-image does (bilinear, zero fill at the
-    edges, clipped to the mask's own range), thresholded at 0.5, and placed in the
-    box; zero outside it.
+    edges, clipped to the mask's own range), thresholded (DETECTION_MASK_THRESHOLD), and
+    placed in the box; zero outside it.
     """
     import tensorflow as tf
     n = tf.shape(masks)[0]
@@ -214,10 +214,11 @@ def _paste_masks_graph(masks, boxes, height, width):
     inside = tf.logical_and(
         tf.logical_and(rows >= boxes[:, 0, None, None], rows < boxes[:, 2, None, None]),
         tf.logical_and(cols >= boxes[:, 1, None, None], cols < boxes[:, 3, None, None]))
-    return tf.cast(tf.logical_and(full >= 0.5, inside), tf.uint8)
+    return tf.cast(tf.logical_and(full >= threshold, inside), tf.uint8)
 
 
-def _unmold_graph(detections, mrcnn_mask, molded_h, molded_w, window, height, width):
+def _unmold_graph(detections, mrcnn_mask, molded_h, molded_w, window, height, width,
+                  mask_threshold=0.5):
     """``MaskRCNN.unmold_detections`` as TF ops, for one image."""
     import tensorflow as tf
     valid = tf.cast(detections[:, 4] > 0, tf.int32)
@@ -243,7 +244,7 @@ def _unmold_graph(detections, mrcnn_mask, molded_h, molded_w, window, height, wi
     boxes = tf.gather(boxes, keep)
     class_ids = tf.gather(class_ids, keep)
     scores = tf.gather(scores, keep)
-    masks = _paste_masks_graph(tf.gather(masks, keep), boxes, height, width)
+    masks = _paste_masks_graph(tf.gather(masks, keep), boxes, height, width, mask_threshold)
     return boxes, class_ids, scores, masks
 
 
@@ -276,7 +277,7 @@ def serving_function(model):
         detections, mrcnn_mask = outputs[0][0], outputs[3][0]
         boxes, class_ids, scores, masks = _unmold_graph(
             detections, mrcnn_mask, tf.shape(molded)[0], tf.shape(molded)[1], window,
-            height, width)
+            height, width, float(config.DETECTION_MASK_THRESHOLD))
         return {"boxes": tf.identity(boxes, name="boxes"),
                 "class_ids": tf.identity(class_ids, name="class_ids"),
                 "scores": tf.identity(scores, name="scores"),

@@ -88,15 +88,15 @@ def expand_mask(bbox, mini_mask, image_shape):
     return mask
 
 
-def unmold_mask(mask, bbox, image_shape):
+def unmold_mask(mask, bbox, image_shape, threshold=0.5):
     """Turn a mask from the mask head into a full-size binary mask.
 
     mask: [height, width] float, usually 28x28, values in [0, 1].
     bbox: (y1, x1, y2, x2) where the mask goes, in image pixels.
     image_shape: (height, width, ...) of the image.
+    threshold: pixels at or above it are inside (Config.DETECTION_MASK_THRESHOLD).
     Returns: bool [height, width].
     """
-    threshold = 0.5
     y1, x1, y2, x2 = bbox
     mask = resize(mask, (y2 - y1, x2 - x1))
     mask = np.where(mask >= threshold, 1, 0).astype(bool)

@@ -229,7 +229,7 @@ class MaskRCNN(object):
             rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
             positive_ratio=config.ROI_POSITIVE_RATIO, bbox_std_dev=config.BBOX_STD_DEV,
             mask_shape=config.MASK_SHAPE, use_mini_mask=config.USE_MINI_MASK,
-            name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
+            include_gt=config.TRAIN_ROIS_INCLUDE_GT, name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
                                       input_gt_masks])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
@@ -502,7 +502,8 @@ class MaskRCNN(object):
             masks = np.delete(masks, exclude_ix, axis=0)
             N = class_ids.shape[0]
 
-        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+        threshold = self.config.DETECTION_MASK_THRESHOLD
+        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape, threshold)
                       for i in range(N)]
         full_masks = np.stack(full_masks, axis=-1) if full_masks else \
             np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool)

@@ -176,7 +176,8 @@ def box_refinement_graph(box, gt_box):
 
 
 def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, rois_per_image,
-                            positive_ratio, bbox_std_dev, mask_shape, use_mini_mask):
+                            positive_ratio, bbox_std_dev, mask_shape, use_mini_mask,
+                            include_gt=False):
     """Sample ROIs of one image and make their targets.
 
     proposals: [N, (y1, x1, y2, x2)] normalised, zero-padded.
@@ -188,6 +189,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, rois_pe
         class_ids: int32 [rois_per_image], 0 for negatives and padding.
         deltas: [rois_per_image, (dy, dx, log(dh), log(dw))] / BBOX_STD_DEV.
         masks: [rois_per_image, mask_h, mask_w] 0/1 mask targets.
+    include_gt: also offer the (non-crowd) GT boxes themselves as proposals, as
+        torchvision and Detectron do; the classic library did not.
     """
     proposals, _ = trim_zeros_graph(proposals)
     gt_boxes, non_zeros = trim_zeros_graph(gt_boxes)
@@ -201,6 +204,9 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, rois_pe
     gt_class_ids = tf.gather(gt_class_ids, non_crowd_ix)
     gt_boxes = tf.gather(gt_boxes, non_crowd_ix)
     gt_masks = tf.gather(gt_masks, non_crowd_ix, axis=2)
+    if include_gt:
+        # Positives from the first step on, whatever the RPN proposes yet
+        proposals = tf.concat([proposals, gt_boxes], axis=0)
 
     overlaps = overlaps_graph(proposals, gt_boxes)
     crowd_overlaps = overlaps_graph(proposals, crowd_boxes)
@@ -271,13 +277,14 @@ class DetectionTargetLayer(KL.Layer):
 
     def __init__(self, rois_per_image=200, positive_ratio=0.33,
                  bbox_std_dev=(0.1, 0.1, 0.2, 0.2), mask_shape=(28, 28), use_mini_mask=True,
-                 **kwargs):
+                 include_gt=False, **kwargs):
         super().__init__(**kwargs)
         self.rois_per_image = int(rois_per_image)
         self.positive_ratio = float(positive_ratio)
         self.bbox_std_dev = [float(v) for v in np.asarray(bbox_std_dev).reshape(-1)]
         self.mask_shape = tuple(int(v) for v in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
+        self.include_gt = bool(include_gt)
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
@@ -285,7 +292,7 @@ class DetectionTargetLayer(KL.Layer):
 
         def one_image(args):
             return detection_targets_graph(*args, n, self.positive_ratio, self.bbox_std_dev,
-                                           self.mask_shape, self.use_mini_mask)
+                                           self.mask_shape, self.use_mini_mask, self.include_gt)
 
         signature = (tf.TensorSpec([n, 4], tf.float32), tf.TensorSpec([n], tf.int32),
                      tf.TensorSpec([n, 4], tf.float32),
@@ -305,5 +312,5 @@ class DetectionTargetLayer(KL.Layer):
         config = super().get_config()
         config.update(rois_per_image=self.rois_per_image, positive_ratio=self.positive_ratio,
                       bbox_std_dev=self.bbox_std_dev, mask_shape=list(self.mask_shape),
-                      use_mini_mask=self.use_mini_mask)
+                      use_mini_mask=self.use_mini_mask, include_gt=self.include_gt)
         return config

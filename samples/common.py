@@ -314,8 +314,15 @@ def default_augmentation():
 def inference_model(sample, args, class_names=None):
     from mrcnn import model as modellib
     config = configs(sample, args, class_names)[1]()
-    if getattr(args, "min_confidence", None) is not None:
-        config.DETECTION_MIN_CONFIDENCE = args.min_confidence
+    for option, attr in (("min_confidence", "DETECTION_MIN_CONFIDENCE"),
+                         ("mask_threshold", "DETECTION_MASK_THRESHOLD")):
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if not 0 <= value <= 1:
+            raise SampleError("--{} {}: a probability is needed, between 0 and 1 "
+                              "(it overrides {})".format(option.replace("_", "-"), value, attr))
+        setattr(config, attr, value)
     model = modellib.MaskRCNN("inference", config, args.logs)
     path = load_initial_weights(model, args.weights)
     return model, path
@@ -569,6 +576,8 @@ def build_parser(sample):
                    help="IoU thresholds of the per-image AP (default: 0.5)")
     e.add_argument("--min-confidence", type=float, default=None,
                    help="override DETECTION_MIN_CONFIDENCE")
+    e.add_argument("--mask-threshold", type=float, default=None,
+                   help="override DETECTION_MASK_THRESHOLD (default 0.5)")
     e.add_argument("--out", default="out/evaluation", help="folder for JSON, CSV, PNG")
     e.add_argument("--mlflow", default=None, metavar="URI",
                    help="also log the metrics and PNGs to MLflow")
@@ -583,6 +592,8 @@ def build_parser(sample):
                    help="colour splash: gray image, instances in colour")
     d.add_argument("--min-confidence", type=float, default=None,
                    help="override DETECTION_MIN_CONFIDENCE")
+    d.add_argument("--mask-threshold", type=float, default=None,
+                   help="override DETECTION_MASK_THRESHOLD (default 0.5)")
     d.add_argument("--out", default="out/detect", help="output folder")
 
     i = sub.add_parser("inspect", help="draw dataset images with their ground truth (PNG)")

@@ -89,6 +89,11 @@ def test_in_graph_mask_pasting_matches_unmold_mask():
         mismatch = (got[i].astype(bool) != expect).sum()
         assert mismatch <= 2, "box {}: {} pixels differ".format(i, mismatch)
         assert not got[i][:boxes[i][0]].any()   # nothing above the box
+    low = exportlib._paste_masks_graph(tf.constant(masks), tf.constant(boxes), 80, 60,
+                                       0.3).numpy()
+    expect = utils.unmold_mask(masks[0], boxes[0], (80, 60, 3), threshold=0.3)
+    assert (low[0].astype(bool) != expect).sum() <= 2
+    assert low[0].sum() > got[0].sum()
 
 
 # ---------------------------------------------------------------- whole exports

@@ -191,6 +191,18 @@ def test_mold_and_unmold_detections_map_boxes_back(tiny_model):
     assert boxes.tolist() == [[0, 0, 64, 64]]
     assert class_ids.tolist() == [2] and scores.tolist() == [pytest.approx(0.9)]
     assert full.shape == (64, 128, 1) and full[:, :64].all() and not full[:, 64:].any()
+    # the config's mask threshold decides which pixels are in
+    masks[0, :, :, 2] = 0.45
+    _, _, _, full = tiny_model.unmold_detections(
+        detections, masks, image.shape, molded[0].shape, windows[0])
+    assert not full.any()
+    config.DETECTION_MASK_THRESHOLD = 0.4
+    try:
+        _, _, _, full = tiny_model.unmold_detections(
+            detections, masks, image.shape, molded[0].shape, windows[0])
+    finally:
+        config.DETECTION_MASK_THRESHOLD = 0.5
+    assert full[:, :64].all() and not full[:, 64:].any()
 
 
 # --- layers on hand-made inputs ------------------------------------------------------

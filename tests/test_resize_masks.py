@@ -108,6 +108,14 @@ def test_unmold_mask_places_thresholded_mask_in_box():
     assert not full[:2].any() and not full[10:].any()
 
 
+def test_unmold_mask_threshold():
+    m = np.array([[0.2, 0.45, 0.6]] * 3, np.float32)
+    # a 3x3 box: no resizing, so the threshold alone decides
+    assert utils.unmold_mask(m, (0, 0, 3, 3), (3, 3))[0].tolist() == [False, False, True]
+    assert utils.unmold_mask(m, (0, 0, 3, 3), (3, 3), threshold=0.4)[0].tolist() == \
+        [False, True, True]
+
+
 def test_compute_overlaps_masks_float32_and_empty_inputs():
     a = np.zeros((4, 4, 1), bool)
     a[:2, :2] = True

@@ -133,7 +133,22 @@ def test_detect_images_splash_and_video(trained, tmp_path):
         with Image.open(images / (image_id + ".jpg")) as src, Image.open(path) as im:
             assert im.size == src.size
     with open(out / "detections.json") as f:
-        assert [r["image"] for r in json.load(f)] == [i + ".jpg" for i in VAL_IDS]
+        records = json.load(f)
+    assert [r["image"] for r in records] == [i + ".jpg" for i in VAL_IDS]
+
+    # a lower --mask-threshold: the same detections, masks at least as large
+    found = {}
+    for threshold in ("0.5", "0.05"):
+        traffic.main(["detect", "--weights", "last", "--logs", str(logs), "--image",
+                      str(images / (VAL_IDS[0] + ".jpg")), "--min-confidence", "0",
+                      "--mask-threshold", threshold, "--out", str(tmp_path / threshold)]
+                     + TINY)
+        with open(tmp_path / threshold / "detections.json") as f:
+            found[threshold] = json.load(f)[0]["detections"]
+    assert found["0.5"], "with --min-confidence 0 every kept ROI is a detection"
+    assert [d["box_yxyx"] for d in found["0.05"]] == [d["box_yxyx"] for d in found["0.5"]]
+    pixels = [(a["mask_pixels"], b["mask_pixels"]) for a, b in zip(found["0.05"], found["0.5"])]
+    assert all(a >= b for a, b in pixels) and sum(a for a, _ in pixels) > sum(b for _, b in pixels)
 
     # splash: where there is no instance the picture is gray (R == G == B)
     written = traffic.main(["detect", "--weights", "last", "--logs", str(logs), "--image",
@@ -183,6 +198,10 @@ def test_bad_input_gets_one_clear_line(trained, tmp_path, capsys):
     err = run_error(["detect", "--weights", "last", "--logs", str(logs), "--image",
                      str(tmp_path / "nope.jpg")] + TINY, capsys)
     assert "nope.jpg: no such file" in err
+    err = run_error(["detect", "--weights", "last", "--logs", str(logs), "--image",
+                     str(data / "validation" / "images"), "--mask-threshold", "50"] + TINY,
+                    capsys)
+    assert "--mask-threshold 50.0" in err and "between 0 and 1" in err
     err = run_error(["train", "--dataset", str(data), "--weights", "none", "--schedule",
                      "heads:5,all:3"] + TINY, capsys)
     assert "cumulative" in err

@@ -82,6 +82,42 @@ def test_detection_targets_positive_ratio_and_mask_shapes():
     assert not masks[3:].any() and not deltas[3:].any()
 
 
+def test_detection_targets_include_gt_gives_positives_without_good_proposals():
+    # Two GT boxes (one crowd) and proposals that all miss them, as an untrained RPN's do
+    gt_boxes = np.zeros((5, 4), np.float32)
+    gt_boxes[0] = [0, 0, 0.5, 0.5]
+    gt_boxes[1] = [0.5, 0.5, 1.0, 0.75]
+    gt_boxes[2] = [0.0, 0.6, 0.2, 0.9]
+    gt_class_ids = np.array([3, 1, -2, 0, 0], np.int32)
+    gt_masks = np.zeros((28, 28, 5), bool)
+    gt_masks[:, :14, 0] = True          # left half
+    gt_masks[14:, :, 1] = True          # bottom half
+    gt_masks[..., 2] = True
+    proposals = np.array([[0.55, 0.0, 0.65, 0.1 + 0.01 * i] for i in range(20)] +
+                         [[0, 0, 0, 0]] * 4, np.float32)
+    args = (tf.constant(proposals), tf.constant(gt_class_ids), tf.constant(gt_boxes),
+            tf.constant(gt_masks), 12, 0.25, [0.1, 0.1, 0.2, 0.2], (28, 28), True)
+    tf.random.set_seed(0)
+    _, class_ids, _, _ = [t.numpy() for t in detection_targets_graph(*args)]
+    assert not class_ids.any()          # classic: no positive, so no negative either
+    tf.random.set_seed(0)
+    rois, class_ids, deltas, masks = [t.numpy() for t in detection_targets_graph(
+        *args, include_gt=True)]
+    # the two non-crowd GT boxes are the positives; the crowd box is not offered
+    assert sorted(class_ids[:2].tolist()) == [1, 3]
+    # 2 positives at ratio 0.25: 2 / 0.25 - 2 = 6 negatives, then padding
+    assert (class_ids[2:] == 0).all() and (rois[2:8, 0] == 0.55).all()
+    assert not rois[8:].any()
+    np.testing.assert_allclose(deltas[:2], 0, atol=1e-6)
+    for k in range(2):
+        if class_ids[k] == 3:
+            np.testing.assert_allclose(rois[k], [0, 0, 0.5, 0.5])
+            assert masks[k][:, :13].all() and not masks[k][:, 15:].any()
+        else:
+            np.testing.assert_allclose(rois[k], [0.5, 0.5, 1.0, 0.75])
+            assert masks[k][15:].all() and not masks[k][:13].any()
+
+
 def shapes_dataset(count=6, seed=1, size=64):
     d = ShapesDataset()
     d.load_shapes(count, size, size, seed=seed)
