@@ -9,10 +9,13 @@ resolution. The parent scores both sets of predictions with the same code
 (mrcnn.evaluate: pycocotools segm/bbox AP, and the per-image compute_ap).
 
 Matched settings: ResNet-50 FPN with trainable batch norm; random 256x256 crops with
-a horizontal flip; batch 2; SGD lr 0.01, momentum 0.9, weight decay 1e-4, gradient
+a horizontal flip; batch 2; SGD lr 0.01, momentum 0.9, weight decay 1e-4 (mrcnn: the
+classic size-normalised L2 term; torchvision: SGD's decay), gradient
 norm clipped at 5; anchors 8-128 px with ratios 0.5/1/2; 128 RPN anchors and 128 ROIs
-per image for training; 1000/2000 proposals (train/test); up to 400 detections, score
-threshold 0; masks at 0.5.
+per image for training, at most 25% positive, GT boxes among the proposals;
+1000/2000 proposals (train/test); up to 400 detections, score threshold 0; masks at 0.5.
+Each side keeps its own head design: mrcnn the nucleus sample's (conv box head, a
+128-channel mask head), torchvision its default (two-FC box head, 256-channel mask head).
 """
 import argparse
 import datetime

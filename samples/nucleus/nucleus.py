@@ -47,10 +47,14 @@ class NucleusConfig(Config):
     IMAGE_MIN_SCALE = 0
     TRAIN_BN = None                # from scratch: batch norm learns
     # From scratch on small objects (see bench/RESULTS.md, nucleus record): no batch
-    # norm in the mask head, exact ROIAlign sampling, one candidate per class per ROI.
+    # norm in the mask head, exact ROIAlign sampling, one candidate per class per ROI,
+    # GT boxes among the training proposals (positives before the RPN learns), and a
+    # 128-channel mask head (nuclei are simple blobs; most of a step is the mask head).
     MASK_HEAD_BN = False
     ROI_ALIGN_PIXEL_ALIGNED = True
     DETECTION_PER_CLASS = True
+    TRAIN_ROIS_INCLUDE_GT = True
+    MASK_HEAD_CHANNELS = 128
     # nuclei are small and many
     RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     RPN_TRAIN_ANCHORS_PER_IMAGE = 128
@@ -58,6 +62,7 @@ class NucleusConfig(Config):
     POST_NMS_ROIS_TRAINING = 1000
     POST_NMS_ROIS_INFERENCE = 2000
     TRAIN_ROIS_PER_IMAGE = 128
+    ROI_POSITIVE_RATIO = 0.25       # torchvision's: 32 positives of 128
     MAX_GT_INSTANCES = 200
     DETECTION_MAX_INSTANCES = 400
     DETECTION_MIN_CONFIDENCE = 0.5
