@@ -229,8 +229,8 @@ class MaskRCNN(object):
             rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
             positive_ratio=config.ROI_POSITIVE_RATIO, bbox_std_dev=config.BBOX_STD_DEV,
             mask_shape=config.MASK_SHAPE, use_mini_mask=config.USE_MINI_MASK,
-            include_gt=config.TRAIN_ROIS_INCLUDE_GT, name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
-                                      input_gt_masks])
+            include_gt=config.TRAIN_ROIS_INCLUDE_GT, name="proposal_targets")(
+                [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
             train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,

@@ -214,6 +214,20 @@ def test_training_without_rpn_rois(tmp_path):
     assert not any(n.startswith(("res", "bn", "conv1")) for n in changed)
 
 
+def test_gt_boxes_among_proposals_give_every_step_positives(tmp_path):
+    class WithGt(TinyConfig):
+        TRAIN_ROIS_INCLUDE_GT = True
+        STEPS_PER_EPOCH = 3
+    model = modellib.MaskRCNN("training", WithGt(), str(tmp_path))
+    layer = model.keras_model.get_layer("proposal_targets")
+    assert layer.include_gt and type(layer).from_config(layer.get_config()).include_gt
+    # learning rate 0: the RPN stays untrained, yet every image has a GT box as a ROI
+    model.train(shapes(3), None, 0.0, epochs=1, layers="heads", verbose=0, seed=0)
+    steps = read_steps(model.log_dir)
+    assert len(steps) == 3
+    assert all(float(s["mrcnn_mask_loss"]) > 0 for s in steps)
+
+
 def test_gpu_count_two_falls_back_on_a_cpu_only_machine(tmp_path):
     class Two(TinyConfig):
         GPU_COUNT = 2
