@@ -196,8 +196,9 @@ class Config(object):
     TRAIN_BN = False
 
     # Where the box losses (RPN and head) turn from L2 into L1, in units of the deltas
-    # divided by their std dev. 1.0 is classic; torchvision uses 1/9, which keeps a
-    # strong pull on small localisation errors (tighter boxes, so better-placed masks).
+    # divided by their std dev. 1.0 is classic; torchvision uses 1/9, which keeps the L1
+    # pull on small localisation errors (on the nucleus run from scratch it was much
+    # worse: bench/RESULTS.md).
     SMOOTH_L1_BETA = 1.0
 
     # Gradient norm clipping.
