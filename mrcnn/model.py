@@ -15,6 +15,7 @@ Typical inference::
     r = model.detect([image])[0]     # rois, class_ids, scores, masks
 """
 import datetime
+import functools
 import glob
 import logging
 import os
@@ -41,7 +42,8 @@ from .imageops import to_rgb_uint8
 from .roi_align import PyramidROIAlign, UnflattenRois  # noqa: F401
 from .rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
 from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # noqa: F401
-                       data_generator, load_image_gt, make_dataset, training_anchors)
+                       data_generator, load_image_gt, make_dataset, probe_batch,
+                       training_anchors)
 from .targets import DetectionTargetLayer, build_rpn_targets, generate_random_rois  # noqa: F401
 from .training import (LAYER_PRESETS, ClassicCheckpoint, SkippedImagesLogger,  # noqa: F401
                        StepLossLogger, TrainingDiverged, TrainingModel, layers_regex,
@@ -118,10 +120,28 @@ def find_last_checkpoint(model_dir, name):
         folder = os.path.join(model_dir, dir_name)
         checkpoints = sorted(f for f in os.listdir(folder)
                              if f.startswith("mask_rcnn") and f.endswith(".h5"))
-        if checkpoints:
-            return os.path.join(folder, checkpoints[-1])
+        for checkpoint in reversed(checkpoints):
+            path = os.path.join(folder, checkpoint)
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            logger.warning("find_last: skipping %s (%s)", path, problem)
     raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
         model_dir, dir_names[-1]))
+
+
+def checkpoint_problem(path):
+    """Why a checkpoint file cannot be loaded (a short text), or None when it opens as a
+    weight file. Checkpoints are written to a temporary name and renamed when complete,
+    so this only catches files damaged afterwards (a disk that filled up, a partial copy)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer_names" not in f.attrs and "model_weights" not in f and "layers" not in f:
+                return "not a Keras weight file"
+    except OSError as e:
+        return "unreadable: {}".format(str(e).split(";")[0][:120])
+    return None
 
 
 class MaskRCNN(object):
@@ -286,7 +306,7 @@ class MaskRCNN(object):
         """
         return find_last_checkpoint(self.model_dir, self.config.NAME)
 
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=False, exclude=None, allow_partial=False):
         """Load weights from a classic Keras 2 HDF5 file, a Keras 3 weights file, or a
         checkpoint of ours.
 
@@ -295,13 +315,17 @@ class MaskRCNN(object):
             the model's weight layers.
         exclude: layer names to skip, e.g. ["mrcnn_class_logits", "mrcnn_bbox_fc",
             "mrcnn_bbox", "mrcnn_mask"] when NUM_CLASSES differs from the file's.
-        A shape mismatch raises an error naming the layer, both shapes and the fix;
-        nothing is changed unless every weight fits.
+        allow_partial: a file whose ResNet backbone differs from the model's (the
+            ResNet-101 mask_rcnn_coco.h5 for a BACKBONE="resnet50" config) raises
+            WeightsError with the fix; True loads the shared layers with a warning.
+        A shape mismatch raises an error naming the layer, both shapes and the fix; so
+        do a file that shares no layer with the model and a file holding NaN or
+        infinite values. Nothing is changed unless every weight fits.
         Returns {"loaded": [...], "not_in_model": [...], "not_in_file": [...]}.
         """
         filepath = os.fspath(filepath)
         report = load_weights_by_name(self.keras_model, filepath, by_name=by_name,
-                                      exclude=exclude)
+                                      exclude=exclude, allow_partial=allow_partial)
         self.set_log_dir(filepath)
         return report
 
@@ -404,9 +428,19 @@ class MaskRCNN(object):
         if val_dataset is not None:
             val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1)
 
+        # without validation data, the loss of a fixed training batch after each epoch
+        # tells whether the epoch's last updates diverged (before its checkpoint)
+        probe = None
+        if val_dataset is None:
+            batch = probe_batch(train_dataset, config)
+            probe = functools.partial(self.keras_model.batch_losses, batch)
+
         os.makedirs(self.log_dir, exist_ok=True)
-        step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH)
-        checkpoint = ClassicCheckpoint(self.checkpoint_path)
+        for stale in glob.glob(os.path.join(self.log_dir, "*.part")):
+            os.remove(stale)  # a checkpoint or losses.csv cut short by a killed run
+        step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH,
+                                     initial_epoch=self.epoch)
+        checkpoint = ClassicCheckpoint(self.checkpoint_path, probe=probe)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
                                         write_graph=False),
@@ -427,12 +461,20 @@ class MaskRCNN(object):
                 # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*")
                 history = self._fit(train_ds, val_ds, epochs, callbacks, verbose)
+        except Exception:
+            # an error of load_image / load_mask reaches us wrapped by TensorFlow's
+            # iterator; raise the loader's own exception, which names the image
+            for ds in (train_ds, val_ds):
+                if ds is not None and ds.loader.error is not None:
+                    raise ds.loader.error from None
+            raise
         finally:
             for ds in (train_ds, val_ds):
                 if ds is not None:
                     ds.loader.close()
-        if step_logger.message:
-            raise TrainingDiverged(step_logger.message)
+        reason = getattr(self.keras_model, "stop_training_reason", None)
+        if reason:
+            raise TrainingDiverged(reason)
         self.epoch = max(self.epoch, epochs)
         self.last_checkpoints = list(checkpoint.saved)
         return history

@@ -146,18 +146,88 @@ def _check_training_shape(config):
             .format(type(config).__name__, config.IMAGE_RESIZE_MODE))
 
 
+class NoTrainingSamples(ValueError):
+    """Every image of a dataset was skipped (none has an instance to train on); the
+    message says how many and why."""
+
+
 class PipelineStats(object):
-    """Counts kept across a run: images loaded and images skipped (no instance left)."""
+    """Counts kept across a run: images loaded and images skipped (no instance left),
+    and the ids of the skipped ones (for the error when every image is skipped)."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.loaded = 0
         self.skipped = 0
+        self.skipped_ids = set()
 
-    def count(self, skipped):
+    def count(self, skipped, image_id=None):
+        """Count one loaded image; returns the number skipped so far."""
         with self._lock:
             self.loaded += 1
             self.skipped += int(skipped)
+            if skipped and image_id is not None:
+                self.skipped_ids.add(int(image_id))
+            return self.skipped
+
+
+def skip_reasons(dataset, image_ids, limit=20):
+    """Why images were skipped, as text: of (up to ``limit`` of) ``image_ids``, how many
+    have no instance in load_mask, how many only crowd instances, and how many lost
+    theirs to resizing, cropping or augmentation."""
+    ids = sorted(image_ids)[:limit]
+    none, crowd, lost = 0, 0, 0
+    for image_id in ids:
+        try:
+            _, class_ids = dataset.load_mask_checked(image_id, allow_empty_instances=True)
+        except Exception:
+            lost += 1
+            continue
+        if class_ids.size == 0:
+            none += 1
+        elif not np.any(class_ids > 0):
+            crowd += 1
+        else:
+            lost += 1
+    head = "of the {} checked, ".format(len(ids)) if len(ids) < len(image_ids) else ""
+    return ("{}{} have no instance in load_mask, {} only crowd instances (negative class "
+            "ids), {} lost every instance to resizing, cropping or augmentation".format(
+                head, none, crowd, lost))
+
+
+def no_samples_error(dataset, image_ids):
+    """NoTrainingSamples for a dataset whose images were all skipped."""
+    return NoTrainingSamples(
+        "all {} images of the dataset were skipped: none has an instance to train on ({}). "
+        "Check load_mask (it must return at least one mask with a class id > 0 for some "
+        "images) and the dataset folder; images without instances are skipped, as in the "
+        "classic library.".format(len(image_ids), skip_reasons(dataset, image_ids)))
+
+
+def error_with_image(e, dataset, image_id):
+    """The exception ``e`` raised while loading ``image_id``, as the same type with the
+    image id, its reference and its path in the message (unless it names the image
+    already). Exception types that cannot be rebuilt from a message become ValueError."""
+    text = str(e)
+    if "image_id {}".format(image_id) in text or "image_id={}".format(image_id) in text:
+        return e
+    try:
+        reference = dataset.image_reference(image_id)
+    except Exception:
+        reference = ""
+    path = dataset.image_info[image_id].get("path") if image_id < len(dataset.image_info) \
+        else None
+    where = ", ".join(str(v) for v in (reference, path if path != reference else None) if v)
+    message = "loading image_id {}{}: {}".format(image_id, " ({})".format(where) if where
+                                                  else "", text or type(e).__name__)
+    try:
+        new = type(e)(message)
+        if str(new) != message:
+            raise TypeError
+    except Exception:
+        new = ValueError("{}: {}".format(type(e).__name__, message))
+    new.__cause__ = e
+    return new
 
 
 class BatchLoader(object):
@@ -217,43 +287,67 @@ class BatchLoader(object):
     def _load(self, position, image_id):
         source = self.dataset.image_info[image_id]["source"]
         aug = None if source in self.no_aug else self.augmentation
-        sample = build_sample(self.dataset, self.config, image_id, self.anchors,
-                              augmentation=aug, augment=self.augment and source not in self.no_aug,
-                              seed=(self.seed * 1000003 + position) % (2 ** 31))
-        self.stats.count(sample is None)
-        if sample is None and (self.stats.skipped <= 5 or self.stats.skipped % 100 == 0):
-            log.info("skipping image %s (%s): no instance after resizing/augmentation "
-                     "(%d skipped so far)", image_id, self.dataset.image_reference(image_id),
-                     self.stats.skipped)
+        try:
+            sample = build_sample(self.dataset, self.config, image_id, self.anchors,
+                                  augmentation=aug,
+                                  augment=self.augment and source not in self.no_aug,
+                                  seed=(self.seed * 1000003 + position) % (2 ** 31))
+        except Exception as e:
+            raise error_with_image(e, self.dataset, image_id) from e.__cause__
+        skipped = self.stats.count(sample is None, image_id)
+        if sample is None and (skipped <= 5 or skipped % 100 == 0):
+            log.warning("skipping image %s (%s): no instance to train on (none in load_mask, "
+                        "or none left after resizing/augmentation); %d skipped so far",
+                        image_id, self.dataset.image_reference(image_id), skipped)
         return sample
 
     def _produce(self):
         from concurrent.futures import ThreadPoolExecutor
         batch_size = self.config.BATCH_SIZE
+        pending = []
         try:
             with ThreadPoolExecutor(self.workers) as pool:
-                stream = self._stream()
-                pending = []
-                batch = []
-                while not self._stop.is_set():
-                    while len(pending) < self.workers:
-                        try:
-                            position, image_id = next(stream)
-                        except StopIteration:
-                            break
-                        pending.append(pool.submit(self._load, position, image_id))
-                    if not pending:
-                        break
-                    sample = pending.pop(0).result()
-                    if sample is None:
-                        continue
-                    batch.append(sample)
-                    if len(batch) == batch_size:
-                        self._put([np.stack(parts) for parts in zip(*batch)])
-                        batch = []
+                try:
+                    self._fill(pool, pending, batch_size)
+                finally:
+                    for future in pending:  # do not wait for loads nobody will use
+                        future.cancel()
         except Exception as e:  # handed to the consumer, which raises it
             self._error = e
         self._put(None)
+
+    def _fill(self, pool, pending, batch_size):
+        stream = self._stream()
+        batch = []
+        # images skipped one after the other: a whole pass of them means no image can
+        # give a sample, and waiting longer would hang forever
+        run_of_skips = 0
+        while not self._stop.is_set():
+            while len(pending) < self.workers:
+                try:
+                    position, image_id = next(stream)
+                except StopIteration:
+                    break
+                pending.append(pool.submit(self._load, position, image_id))
+            if not pending:
+                break
+            sample = pending.pop(0).result()
+            if sample is None:
+                run_of_skips += 1
+                if run_of_skips >= len(self.image_ids):
+                    raise no_samples_error(self.dataset, self.image_ids.tolist())
+                continue
+            run_of_skips = 0
+            batch.append(sample)
+            if len(batch) == batch_size:
+                self._put([np.stack(parts) for parts in zip(*batch)])
+                batch = []
+
+    @property
+    def error(self):
+        """The exception that stopped the loader (raised to the caller by train()), or
+        None."""
+        return self._error
 
     def _put(self, item):
         import queue
@@ -376,6 +470,29 @@ def sample_specs(config, num_anchors):
     return specs
 
 
+def probe_batch(dataset, config, seed=0):
+    """A fixed batch of training samples (the first images that have instances, no
+    augmentation), e.g. to check a model's loss after an epoch when there is no
+    validation data. Returns the list of batch arrays (see the module docstring)."""
+    _check_training_shape(config)
+    anchors = training_anchors(config)
+    samples = []
+    for position, image_id in enumerate(dataset.image_ids):
+        try:
+            sample = build_sample(dataset, config, int(image_id), anchors, seed=seed + position)
+        except Exception as e:
+            raise error_with_image(e, dataset, int(image_id)) from e.__cause__
+        if sample is not None:
+            samples.append(sample)
+        if len(samples) == config.BATCH_SIZE:
+            return [np.stack(parts) for parts in zip(*samples)]
+    if not samples:
+        raise no_samples_error(dataset, [int(i) for i in dataset.image_ids])
+    while len(samples) < config.BATCH_SIZE:  # fewer usable images than the batch
+        samples.append(samples[len(samples) % len(samples)])
+    return [np.stack(parts) for parts in zip(*samples)]
+
+
 def data_generator(dataset, config, shuffle=True, augment=False, augmentation=None,
                    random_rois=0, batch_size=1, detection_targets=False,
                    no_augmentation_sources=None, seed=None):
@@ -394,7 +511,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     rng = np.random.RandomState(seed)
     no_aug = set(no_augmentation_sources or [])
     image_ids = np.copy(dataset.image_ids)
-    index, count = -1, 0
+    index, count, run_of_skips = -1, 0, 0
     batch = []
     while True:
         index = (index + 1) % len(image_ids)
@@ -402,13 +519,20 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
             rng.shuffle(image_ids)
         image_id = int(image_ids[index])
         source = dataset.image_info[image_id]["source"]
-        sample = build_sample(dataset, config, image_id, anchors,
-                              augmentation=None if source in no_aug else augmentation,
-                              augment=augment and source not in no_aug,
-                              seed=int(rng.randint(0, 2 ** 31)))
+        try:
+            sample = build_sample(dataset, config, image_id, anchors,
+                                  augmentation=None if source in no_aug else augmentation,
+                                  augment=augment and source not in no_aug,
+                                  seed=int(rng.randint(0, 2 ** 31)))
+        except Exception as e:
+            raise error_with_image(e, dataset, image_id) from e.__cause__
         count += 1
         if sample is None:
+            run_of_skips += 1
+            if run_of_skips >= len(image_ids):
+                raise no_samples_error(dataset, [int(i) for i in image_ids])
             continue
+        run_of_skips = 0
         if random_rois:
             sample = sample[:7] + [generate_random_rois(
                 config.IMAGE_SHAPE, random_rois, sample[4][sample[4] != 0],

@@ -152,23 +152,82 @@ class TrainingModel(keras.Model):
         decay = l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
         return self._update(self._total(losses) + decay, losses)
 
+    def batch_losses(self, batch):
+        """The total and the five losses of one batch (a list of the pipeline's arrays)
+        with the current weights, in inference mode; no metric or weight changes.
+        Returns {name: float}."""
+        if getattr(self, "_batch_losses_fn", None) is None:
+            @tf.function
+            def losses_of(*arrays):
+                inputs = self._model_inputs(tuple(arrays))
+                outputs = self(inputs, training=False)
+                losses = self.compute_mrcnn_losses(inputs, outputs)
+                return dict(losses, loss=self._total(losses))
+            self._batch_losses_fn = losses_of
+        values = self._batch_losses_fn(*[tf.constant(a) for a in batch])
+        return {k: float(v) for k, v in values.items()}
+
 
 ############################################################
 #  Callbacks
 ############################################################
 
+def first_bad_weight(keras_model):
+    """The name of the first weight holding NaN or infinite values, or None."""
+    for variable in keras_model.weights:
+        if not np.all(np.isfinite(np.asarray(variable.numpy()))):
+            return variable.path
+    return None
+
+
 class ClassicCheckpoint(keras.callbacks.Callback):
     """Save the weights after every epoch as
-    <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5 (classic HDF5 layout)."""
+    <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5 (classic HDF5 layout), unless the epoch
+    diverged.
 
-    def __init__(self, checkpoint_path):
+    An epoch's training loss is the mean over its steps, each computed before its own
+    update, so it cannot show that the last update broke the model. Before saving, this
+    checks what the weights do now: every validation loss of the epoch (when there is
+    validation data) or, without it, the loss of a fixed training batch after the
+    epoch (``probe``: a callable returning that loss dict), and that every weight is
+    finite. A diverged epoch stops training with ``model.stop_training_reason`` set;
+    ``MaskRCNN.train`` raises TrainingDiverged with it. Nothing is written then.
+    """
+
+    def __init__(self, checkpoint_path, probe=None):
         super().__init__()
         self.checkpoint_path = checkpoint_path
+        self.probe = probe
         self.saved = []
+
+    def _diverged(self, epoch, logs):
+        checked = {k: v for k, v in (logs or {}).items() if k.startswith("val_")
+                   and k.endswith("loss")}
+        source = "after the epoch (validation)"
+        if not checked and self.probe is not None:
+            checked = {"training-batch " + k: v for k, v in self.probe().items()}
+            source = "after the epoch's updates (a fixed training batch)"
+        for name, value in checked.items():
+            if not math.isfinite(float(value)):
+                return ("epoch {}: {} is {} {}; the weights diverged, so they were not "
+                        "saved. Lower the learning rate (or use a warm-up), check "
+                        "GRADIENT_CLIP_NORM, and check the dataset for broken images and "
+                        "masks.".format(epoch + 1, name, float(value), source))
+        bad = first_bad_weight(self.model)
+        if bad is not None:
+            return ("epoch {}: weight {} holds NaN or infinite values; the weights diverged, "
+                    "so they were not saved. Lower the learning rate.".format(epoch + 1, bad))
+        return None
 
     def on_epoch_end(self, epoch, logs=None):
         if getattr(self.model, "stop_training_reason", None):
             return  # never save diverged weights
+        message = self._diverged(epoch, logs)
+        if message:
+            log.error(message)
+            self.model.stop_training_reason = message
+            self.model.stop_training = True
+            return
         path = self.checkpoint_path.format(epoch=epoch + 1)
         save_weights_classic(self.model, path)
         self.saved.append(path)
@@ -178,31 +237,69 @@ class StepLossLogger(keras.callbacks.Callback):
     """Per-step losses: stops training on NaN/inf, and writes every step's losses to
     TensorBoard (``step/<loss>``) and to ``<log_dir>/losses.csv``.
 
+    Each row is flushed to the operating system when its step ends (and the file is
+    fsync'ed at the end of each epoch), so a killed run loses no finished step. A run
+    that starts at ``initial_epoch`` (a resumed run) first drops the rows after that
+    epoch's last step, and any half-written row: those steps are trained again, so
+    every step appears once. The header is written whenever the file has none.
+
     Keras hands callbacks the running mean of the epoch; the step's own value is
     recovered as mean_k * k - mean_(k-1) * (k-1).
     """
 
-    def __init__(self, log_dir, steps_per_epoch, write=True):
+    COLUMNS = ("step", "epoch", "loss") + LOSS_NAMES
+
+    def __init__(self, log_dir, steps_per_epoch, write=True, initial_epoch=0):
         super().__init__()
         self.log_dir = log_dir
         self.steps_per_epoch = int(steps_per_epoch)
         self.write = write
+        self.initial_epoch = int(initial_epoch)
         self.epoch = 0
         self.message = None
         self._writer = None
         self._csv = None
+        self._csv_file = None
+
+    @property
+    def csv_path(self):
+        return os.path.join(self.log_dir, "losses.csv")
+
+    def _kept_rows(self, last_step):
+        """The existing complete rows with step <= last_step."""
+        if not os.path.exists(self.csv_path):
+            return []
+        kept = []
+        with open(self.csv_path, newline="") as f:
+            for row in csv.reader(f):
+                if len(row) != len(self.COLUMNS) or row[0] == "step":
+                    continue  # the header, or a row cut short by a kill
+                try:
+                    step = int(row[0])
+                    [float(v) for v in row[2:]]
+                except ValueError:
+                    continue
+                if step <= last_step:
+                    kept.append(row)
+        return kept
 
     def on_train_begin(self, logs=None):
         self.model.stop_training_reason = None
-        if self.write:
-            os.makedirs(self.log_dir, exist_ok=True)
-            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "steps"))
-            path = os.path.join(self.log_dir, "losses.csv")
-            new = not os.path.exists(path)
-            self._csv_file = open(path, "a", newline="")
-            self._csv = csv.writer(self._csv_file)
-            if new:
-                self._csv.writerow(["step", "epoch", "loss"] + list(LOSS_NAMES))
+        if not self.write:
+            return
+        os.makedirs(self.log_dir, exist_ok=True)
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "steps"))
+        rows = self._kept_rows(self.initial_epoch * self.steps_per_epoch)
+        tmp = self.csv_path + ".part"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.COLUMNS)
+            writer.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.csv_path)
+        self._csv_file = open(self.csv_path, "a", newline="")
+        self._csv = csv.writer(self._csv_file)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -238,6 +335,14 @@ class StepLossLogger(keras.callbacks.Callback):
             self._csv.writerow([step, self.epoch + 1] +
                                ["{:.9g}".format(values.get(n, float("nan")))
                                 for n in ("loss",) + LOSS_NAMES])
+            self._csv_file.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._csv_file is not None:
+            self._csv_file.flush()
+            os.fsync(self._csv_file.fileno())
+        if self._writer is not None:
+            self._writer.flush()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -245,6 +350,8 @@ class StepLossLogger(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
         if self._csv is not None:
+            self._csv_file.flush()
+            os.fsync(self._csv_file.fileno())
             self._csv_file.close()
             self._csv = None
 

@@ -123,7 +123,13 @@ def _read_keras2(group, filepath):
         for weight_name in _read_name_list(g, "weight_names") or []:
             parts = weight_name.split("/")
             inner = parts[-2] if len(parts) >= 2 else layer_name
-            entries.append((inner, _short_name(weight_name), np.asarray(g[weight_name])))
+            try:
+                array = np.asarray(g[weight_name])
+            except (OSError, KeyError) as e:
+                raise WeightsError("cannot read weights from {}: layer {} weight {}: {}. The "
+                                   "file is damaged or truncated; download or copy it again."
+                                   .format(filepath, layer_name, weight_name, e)) from None
+            entries.append((inner, _short_name(weight_name), array))
     return layers
 
 
@@ -139,13 +145,90 @@ def _read_keras3(f, filepath):
     return layers
 
 
-def load_weights_by_name(keras_model, filepath, by_name=True, exclude=None):
+BACKBONE_LAYER = re.compile(r"(?:res|bn)(\d)([a-z]+)_branch\w+")
+RESNET_DEPTHS = {50: {2: 3, 3: 4, 4: 6, 5: 3}, 101: {2: 3, 3: 4, 4: 23, 5: 3}}
+
+
+def _backbone_blocks(names):
+    """{stage: set of block letters} of the classic ResNet layer names among names."""
+    blocks = {}
+    for name in names:
+        m = BACKBONE_LAYER.fullmatch(name)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(m.group(2))
+    return blocks
+
+
+def _block_range(letters):
+    ordered = sorted(letters, key=lambda b: (len(b), b))
+    return "{} block{} {}".format(len(ordered), "s" if len(ordered) > 1 else "",
+                                  ordered[0] if len(ordered) == 1 else
+                                  "{}..{}".format(ordered[0], ordered[-1]))
+
+
+def _resnet_name(blocks):
+    """'ResNet-50' / 'ResNet-101' when the stage-4 blocks say so, else a description."""
+    for depth, stages in RESNET_DEPTHS.items():
+        if len(blocks.get(4, ())) == stages[4]:
+            return "ResNet-{}".format(depth)
+    return "a ResNet with stage 4 of {}".format(_block_range(blocks[4])) if 4 in blocks \
+        else "another backbone"
+
+
+def backbone_mismatch(file_names, model_names):
+    """A text describing how the file's ResNet backbone differs from the model's, or
+    None when they agree (or either holds no ResNet layer).
+
+    A stage differs when the file has blocks the model lacks (a ResNet-101 file for a
+    ResNet-50 model), or when the file holds the stage from its first block on but
+    fewer blocks than the model (ResNet-50 weights for a ResNet-101 model). A file with
+    a few scattered layers of a stage (a hand-made or partial file) is not a mismatch.
+    """
+    in_file, in_model = _backbone_blocks(file_names), _backbone_blocks(model_names)
+    if not in_file or not in_model:
+        return None
+    for stage in sorted(set(in_file) | set(in_model)):
+        f, m = in_file.get(stage, set()), in_model.get(stage, set())
+        if (f - m) or (f and "a" in f and (m - f)):
+            return ("the file's backbone is {} (stage {}: {}), the model's is {} (stage {}: "
+                    "{})".format(_resnet_name(in_file), stage, _block_range(f) if f else
+                                 "none", _resnet_name(in_model), stage,
+                                 _block_range(m) if m else "none"))
+    return None
+
+
+def _backbone_fix(file_names):
+    name = _resnet_name(_backbone_blocks(file_names))
+    if name in ("ResNet-50", "ResNet-101"):
+        return "set BACKBONE = \"resnet{}\" in the config to match the file".format(
+            name.split("-")[1])
+    return "use a config whose BACKBONE matches the file"
+
+
+def weights_backbone(filepath):
+    """"resnet50" or "resnet101" when the file holds a classic ResNet backbone of that
+    depth, else None (no backbone layers, or another one)."""
+    layers, _ = read_weight_file(filepath)
+    names = set(layers) | {inner for entries in layers.values() for inner, _, _ in entries}
+    name = _resnet_name(_backbone_blocks(names))
+    return {"ResNet-50": "resnet50", "ResNet-101": "resnet101"}.get(name)
+
+
+def load_weights_by_name(keras_model, filepath, by_name=True, exclude=None,
+                         allow_partial=False):
     """Load a weight file into a Keras model, matching layers by name.
 
     by_name=False requires the file to hold every weight layer of the model (and no
     other); by_name=True loads the layers the two share and leaves the rest.
     exclude: layer names to skip (e.g. the class-specific layers when NUM_CLASSES
-    differs). Returns {"loaded": [...], "not_in_model": [...], "not_in_file": [...]}.
+    differs).
+    allow_partial: by default a file whose ResNet backbone differs from the model's
+    (ResNet-101 weights for a ResNet-50 model: by name, stage 4 would load only in
+    part) raises WeightsError; True loads the shared layers and only warns.
+    Raises WeightsError (naming the file and the layer) when the file shares no layer
+    with the model, or holds NaN or infinite values. Nothing is changed unless the
+    whole load can go ahead.
+    Returns {"loaded": [...], "not_in_model": [...], "not_in_file": [...]}.
     """
     exclude = set(exclude or [])
     file_layers, file_format = read_weight_file(filepath)
@@ -169,6 +252,32 @@ def load_weights_by_name(keras_model, filepath, by_name=True, exclude=None):
     available = {n for n in file_layers if n not in exclude}
     not_in_file = sorted(wanted - available)
     not_in_model = sorted(available - wanted - nested)
+    if not (wanted & available):
+        raise WeightsError(
+            "{} shares no layer with the model: it holds {} layers ({}{}), none of them "
+            "among the model's {} (e.g. {}){}. It is not a Mask R-CNN or ResNet weight file "
+            "of this library's layer names; check the path.".format(
+                filepath, len(available), ", ".join(sorted(available)[:5]),
+                ", ..." if len(available) > 5 else "", len(wanted),
+                ", ".join(sorted(wanted)[:3]),
+                " (after exclude)" if exclude else ""))
+    mismatch = backbone_mismatch(available, wanted)
+    if mismatch:
+        text = ("{}: {}, so loading by name would leave part of the backbone at random "
+                "values. Fix: {}".format(filepath, mismatch, _backbone_fix(available)))
+        if not allow_partial:
+            raise WeightsError(text + " (or pass allow_partial=True to load the shared "
+                                      "layers anyway).")
+        log.warning("%s; loading the shared layers only (allow_partial=True)", text)
+    for name in sorted(wanted & available):
+        for short, array in file_layers[name]:
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                raise WeightsError(
+                    "{}: layer {} weight {} holds {} NaN or infinite values of {}; the file "
+                    "is damaged (bit rot, a bad copy) or was saved from a diverged model. "
+                    "Download or copy it again, or use an earlier checkpoint.".format(
+                        filepath, name, short or "#", int(np.sum(~np.isfinite(array))),
+                        array.size))
     if not by_name and (not_in_file or not_in_model):
         raise WeightsError(
             "load_weights({}, by_name=False): the file and the model hold different layers "
@@ -243,6 +352,13 @@ def save_weights_classic(keras_model, filepath):
                     names.append(("{}/{}:0".format(layer.name, v.name), v))
             g.attrs["weight_names"] = np.array([n.encode("utf8") for n, _ in names], dtype="S")
             for n, v in names:
-                g.create_dataset(n, data=np.asarray(v.numpy()))
+                # Fletcher-32 checksums: a file damaged later fails to read, naming
+                # the dataset, instead of loading wrong values (any HDF5 reader
+                # understands the filter)
+                array = np.asarray(v.numpy())
+                g.create_dataset(n, data=array, fletcher32=array.ndim > 0 and array.size > 0)
+        f.flush()
+    with open(tmp, "rb+") as f:  # on disk before the rename makes it the checkpoint
+        os.fsync(f.fileno())
     os.replace(tmp, filepath)
     return filepath

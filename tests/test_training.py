@@ -115,7 +115,8 @@ def test_every_loss_logged_per_epoch_and_per_step_without_double_counting(staged
     for r in rows:
         parts = sum(float(r[n]) for n in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
                                           "mrcnn_bbox_loss", "mrcnn_mask_loss"))
-        assert 0 <= float(r["loss"]) - parts < 0.01
+        # (float32 sums: the decay can be smaller than the rounding of a loss near 20)
+        assert -1e-5 * float(r["loss"]) <= float(r["loss"]) - parts < 0.01
     epoch1 = stages[0][2].history["loss"][0]
     assert epoch1 == pytest.approx((float(rows[0]["loss"]) + float(rows[1]["loss"])) / 2,
                                    rel=1e-4)

@@ -223,9 +223,113 @@ def test_find_last_checkpoint_without_a_model(tmp_path):
     for run, epochs in (("small20261101T0900", [1, 2]), ("small20261102T0900", [1, 3]),
                         ("other20261103T0900", [9])):
         (tmp_path / run).mkdir()
-        for e in epochs:
-            (tmp_path / run / "mask_rcnn_x_{:04d}.h5".format(e)).write_bytes(b"")
+        for e in epochs:   # minimal weight files (find_last skips unreadable ones)
+            with h5py.File(str(tmp_path / run / "mask_rcnn_x_{:04d}.h5".format(e)), "w") as f:
+                f.attrs["layer_names"] = np.array([], dtype="S")
     assert find_last_checkpoint(str(tmp_path), "SMALL").endswith(
         "small20261102T0900/mask_rcnn_x_0003.h5")
     with pytest.raises(FileNotFoundError, match="NAME='nope'"):
         find_last_checkpoint(str(tmp_path), "nope")
+
+
+# ---------------------------------------------------------------- issue 16, items 9-10
+
+def resnet_layout(depth, seed=0):
+    """The classic layer names of a whole ResNet backbone (tiny arrays: the tests only
+    get as far as the name checks)."""
+    from mrcnn.weights import RESNET_DEPTHS
+    rng = np.random.RandomState(seed)
+    layout = {}
+    for stage, blocks in RESNET_DEPTHS[depth].items():
+        for i in range(blocks):
+            letter = chr(ord("a") + i)
+            for branch in ("2a", "2b", "2c") + (("1",) if i == 0 else ()):
+                name = "res{}{}_branch{}".format(stage, letter, branch)
+                layout[name] = [(name + "/kernel:0", rng.rand(1).astype(np.float32))]
+    return layout
+
+
+def test_resnet101_file_into_resnet50_model_raises_with_the_fix(model, tmp_path):
+    path = write_classic_h5(str(tmp_path / "mask_rcnn_coco.h5"), resnet_layout(101))
+    before = value(model, "res4a_branch2a")
+    with pytest.raises(WeightsError) as e:
+        model.load_weights(path, by_name=True)
+    text = str(e.value)
+    assert "mask_rcnn_coco.h5" in text
+    assert "ResNet-101 (stage 4: 23 blocks a..w)" in text
+    assert "ResNet-50 (stage 4: 6 blocks a..f)" in text
+    assert 'BACKBONE = "resnet101"' in text and "allow_partial=True" in text
+    np.testing.assert_array_equal(value(model, "res4a_branch2a"), before)
+
+
+def test_resnet50_file_into_resnet101_model_raises(tmp_path):
+    config = small_config()
+    config.BACKBONE = "resnet101"
+    deep = modellib.MaskRCNN("inference", config, str(tmp_path))
+    path = write_classic_h5(str(tmp_path / "r50.h5"), resnet_layout(50))
+    with pytest.raises(WeightsError, match=r'ResNet-50 .*ResNet-101.*BACKBONE = "resnet50"'):
+        deep.load_weights(path, by_name=True)
+
+
+def test_allow_partial_loads_the_shared_backbone_layers_and_warns(model, tmp_path, caplog):
+    layout = classic_layout(4, seed=5)
+    rng = np.random.RandomState(5)
+    for i in range(23):    # stage 4's last convs of a ResNet-101, blocks a..w
+        name = "res4{}_branch2c".format(chr(ord("a") + i))
+        layout[name] = [(name + "/kernel:0", rng.rand(1, 1, 256, 1024).astype(np.float32)),
+                        (name + "/bias:0", rng.rand(1024).astype(np.float32))]
+    path = write_classic_h5(str(tmp_path / "r101_part.h5"), layout)
+    # a stage-4 run from block a with blocks g..w the model lacks
+    with caplog.at_level("WARNING", logger="mrcnn"):
+        report = model.load_weights(path, by_name=True, allow_partial=True)
+    assert "res4w_branch2c" in report["not_in_model"]
+    assert any("ResNet-101" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(value(model, "conv1"), layout["conv1"][0][1])
+    np.testing.assert_array_equal(value(model, "res4b_branch2c"), layout["res4b_branch2c"][0][1])
+
+
+def test_nan_in_a_weight_file_raises_naming_the_file_and_layer(model, tmp_path):
+    layout = classic_layout(4, seed=3)
+    kernel = layout["rpn_model"][0][1].copy()
+    kernel.reshape(-1)[:1024] = np.nan          # a few KiB of rot decoded as NaN
+    layout["rpn_model"][0] = ("rpn_conv_shared/kernel:0", kernel)
+    path = write_classic_h5(str(tmp_path / "rotten.h5"), layout)
+    before = value(model, "conv1")
+    with pytest.raises(WeightsError) as e:
+        model.load_weights(path, by_name=True)
+    text = str(e.value)
+    assert "rotten.h5" in text and "rpn_conv_shared" in text and "1024 NaN" in text
+    np.testing.assert_array_equal(value(model, "conv1"), before)   # nothing loaded
+
+
+def test_a_file_sharing_no_layer_raises_naming_the_file(model, tmp_path):
+    rng = np.random.RandomState(0)
+    layout = {"dense_1": [("dense_1/kernel:0", rng.rand(4, 4).astype(np.float32))],
+              "dense_2": [("dense_2/kernel:0", rng.rand(4, 2).astype(np.float32))]}
+    path = write_classic_h5(str(tmp_path / "unrelated.h5"), layout)
+    with pytest.raises(WeightsError, match=r"unrelated\.h5 shares no layer with the model.*"
+                                           r"dense_1, dense_2"):
+        model.load_weights(path, by_name=True)
+
+
+def test_our_checkpoints_carry_checksums_so_bit_rot_is_caught(model, tmp_path):
+    path = model.save_weights(str(tmp_path / "ours.h5"))
+    with h5py.File(path, "r") as f:
+        dataset = f["conv1"]["conv1/kernel:0"]
+        assert dataset.fletcher32
+        offset = dataset.id.get_offset() if dataset.chunks is None else \
+            dataset.id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as f:           # flip bytes in the middle of conv1's kernel
+        f.seek(offset + 100)
+        f.write(b"\xff" * 64)
+    with pytest.raises(WeightsError, match=r"ours\.h5: layer conv1 weight conv1/kernel:0"):
+        model.load_weights(path, by_name=True)
+
+
+def test_weights_backbone_names_the_depth(tmp_path):
+    from mrcnn.weights import weights_backbone
+    assert weights_backbone(write_classic_h5(str(tmp_path / "a.h5"),
+                                             resnet_layout(101))) == "resnet101"
+    assert weights_backbone(write_classic_h5(str(tmp_path / "b.h5"),
+                                             resnet_layout(50))) == "resnet50"
+    assert weights_backbone(write_classic_h5(str(tmp_path / "c.h5"), classic_layout(4))) is None
