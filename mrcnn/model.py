@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import time
 import warnings
 
 import keras
@@ -45,10 +46,11 @@ from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # no
                        data_generator, load_image_gt, make_dataset, probe_batch,
                        training_anchors)
 from .targets import DetectionTargetLayer, build_rpn_targets, generate_random_rois  # noqa: F401
-from .training import (LAYER_PRESETS, ClassicCheckpoint, SkippedImagesLogger,  # noqa: F401
-                       StepLossLogger, TrainingDiverged, TrainingModel, layers_regex,
-                       make_strategy, set_trainable)
-from .weights import load_weights_by_name, save_weights_classic
+from .training import (LAYER_PRESETS, ClassicCheckpoint, RunHistory,  # noqa: F401
+                       SkippedImagesLogger, StepLossLogger, TrainingDiverged, TrainingModel,
+                       best_in_history, dataset_summary, layers_regex, make_strategy,
+                       read_history, record_stage, set_trainable)
+from .weights import load_weights_by_name, save_weights_classic, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +121,7 @@ def find_last_checkpoint(model_dir, name):
     for dir_name in reversed(dir_names):
         folder = os.path.join(model_dir, dir_name)
         checkpoints = sorted(f for f in os.listdir(folder)
-                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+                             if re.fullmatch(r"mask_rcnn_.*_\d{4}\.h5", f))
         for checkpoint in reversed(checkpoints):
             path = os.path.join(folder, checkpoint)
             problem = checkpoint_problem(path)
@@ -172,6 +174,8 @@ class MaskRCNN(object):
         self.model_dir = os.fspath(model_dir)
         self._anchor_cache = {}
         self._lock = threading.Lock()
+        self.initial_weights = None
+        self.training_datasets = None
         self.set_log_dir()
         self.keras_model = self.build(mode=mode, config=config)
         self._infer = None
@@ -327,6 +331,11 @@ class MaskRCNN(object):
         report = load_weights_by_name(self.keras_model, filepath, by_name=by_name,
                                       exclude=exclude, allow_partial=allow_partial)
         self.set_log_dir(filepath)
+        # what training started from, for run.json, MLflow and the model card
+        self.initial_weights = {"path": os.path.abspath(filepath),
+                                "sha256": sha256_file(filepath),
+                                "layers_loaded": len(report["loaded"]),
+                                "excluded": sorted(exclude or [])}
         return report
 
     def save_weights(self, filepath):
@@ -390,7 +399,7 @@ class MaskRCNN(object):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              seed=None, verbose=1, augment=False):
+              seed=None, verbose=1, augment=False, save_every=1, save_best=True):
         """Train the model.
 
         train_dataset, val_dataset: prepared Datasets (val_dataset may be None).
@@ -407,11 +416,18 @@ class MaskRCNN(object):
         no_augmentation_sources: dataset sources never augmented.
         seed: makes the image order and every random choice of the pipeline repeatable.
         verbose: 1 a progress bar with every loss, 2 one line per epoch, 0 silent.
+        save_every: write the epoch's checkpoint every N epochs (and always after the
+            last epoch of the call); ResNet-50 checkpoints are about 180 MB each.
+        save_best: also keep <log_dir>/mask_rcnn_<name>_best.h5, the weights of the
+            epoch with the lowest val_loss (loss without validation data) so far.
 
         Each epoch runs STEPS_PER_EPOCH batches (and VALIDATION_STEPS validation
-        batches), logs to TensorBoard under self.log_dir, and saves a checkpoint
+        batches), logs to TensorBoard under self.log_dir, writes every step's losses to
+        <log_dir>/losses.csv, the epoch to <log_dir>/history.json and the curves to
+        <log_dir>/losses.png, and saves a checkpoint
         <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5. A NaN or infinite loss stops
-        training and raises TrainingDiverged naming the step and the loss.
+        training and raises TrainingDiverged naming the step and the loss; a diverged
+        epoch is never saved.
         Returns the Keras History.
         """
         if self.mode != "training":
@@ -440,11 +456,16 @@ class MaskRCNN(object):
             os.remove(stale)  # a checkpoint or losses.csv cut short by a killed run
         step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH,
                                      initial_epoch=self.epoch)
-        checkpoint = ClassicCheckpoint(self.checkpoint_path, probe=probe)
+        earlier = [h for h in read_history(self.log_dir) if h["epoch"] <= self.epoch]
+        checkpoint = ClassicCheckpoint(self.checkpoint_path, probe=probe,
+                                       save_every=save_every, save_best=save_best,
+                                       best=best_in_history(earlier))
+        history_logger = RunHistory(self.log_dir, layers, initial_epoch=self.epoch,
+                                    checkpoint=checkpoint)
         callbacks = [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
                                         write_graph=False),
-            step_logger, SkippedImagesLogger(stats), checkpoint,
+            step_logger, SkippedImagesLogger(stats), checkpoint, history_logger,
         ] + list(custom_callbacks or [])
 
         if verbose:
@@ -456,6 +477,10 @@ class MaskRCNN(object):
                 learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
                 global_clipnorm=config.GRADIENT_CLIP_NORM)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        started = time.time()
+        # for callbacks (MLflow) that record what the run trains on
+        self.training_datasets = {"train": dataset_summary(train_dataset),
+                                  "val": dataset_summary(val_dataset)}
         try:
             with warnings.catch_warnings():
                 # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
@@ -473,6 +498,8 @@ class MaskRCNN(object):
                 if ds is not None:
                     ds.loader.close()
         reason = getattr(self.keras_model, "stop_training_reason", None)
+        record_stage(self.log_dir, self, layers, learning_rate, history, started,
+                     train_dataset, val_dataset, diverged=reason)
         if reason:
             raise TrainingDiverged(reason)
         self.epoch = max(self.epoch, epochs)

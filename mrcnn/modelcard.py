@@ -90,8 +90,53 @@ def architecture_section(config):
     return "\n".join(lines)
 
 
-def training_section(config, history, about):
-    lines = ["**Data.** " + _text(about.get("training_data"), "training_data"), ""]
+def _data_text(run):
+    """'240 images (ShapesDataset, /data/shapes); validated on 60 images (...)' from
+    run.json, or None."""
+    stages = (run or {}).get("stages") or []
+    if not stages:
+        return None
+
+    def one(summary):
+        where = summary.get("folder") or "built in memory"
+        return "{} images ({}, `{}`)".format(summary["images"], summary["class"], where)
+    first = stages[0]
+    text = "Trained on " + one(first["train_dataset"]) if first.get("train_dataset") else \
+        "Training data not recorded"
+    if first.get("val_dataset"):
+        text += "; validated on " + one(first["val_dataset"])
+    return text + " (from run.json)."
+
+
+def _hardware_text(run):
+    stages = (run or {}).get("stages") or []
+    if not run or not run.get("machine"):
+        return None
+    from .machine import one_line
+    seconds = sum(s.get("seconds", 0) for s in stages)
+    return "**Hardware and time.** {}; {:.1f} minutes of training over {} stage{}.".format(
+        one_line(run["machine"]), seconds / 60.0, len(stages), "" if len(stages) == 1 else "s")
+
+
+def _start_text(run):
+    if not run:
+        return None
+    start = run.get("initial_weights")
+    if not start:
+        return "**Fine-tuned from:** nothing: trained from random weights."
+    excluded = ", excluding {}".format(", ".join(start["excluded"])) if start.get("excluded") \
+        else ""
+    return "**Fine-tuned from:** `{}` (sha256 `{}`, {} layers loaded{}).".format(
+        os.path.basename(start["path"]), start["sha256"][:16], start.get("layers_loaded"),
+        excluded)
+
+
+def training_section(config, history, about, run=None):
+    data = about.get("training_data") or _data_text(run)
+    lines = ["**Data.** " + _text(data, "training_data"), ""]
+    for text in (_start_text(run), _hardware_text(run)):
+        if text:
+            lines += [text, ""]
     if history:
         stages = []
         for h in history:
@@ -161,14 +206,78 @@ def metrics_section(report):
     return "\n".join(lines)
 
 
-def build_card(weights, config, eval_report=None, about=None, title=None):
-    """The MODEL_CARD.md text."""
+def getting_started(weights, config, config_spec=None):
+    """A snippet that loads these weights and detects, in Python and on the command line."""
+    name = os.path.basename(weights)
+    module, _, cls = (config_spec or "").partition(":")
+    if not cls:
+        module, cls = "my_config", type(config).__name__
+    return "\n".join([
+        "```python",
+        "from mrcnn import model as modellib, utils",
+        "from {} import {}".format(module, cls),
+        "",
+        "class InferenceConfig({}):".format(cls),
+        "    GPU_COUNT = 1",
+        "    IMAGES_PER_GPU = 1",
+        "",
+        "model = modellib.MaskRCNN(\"inference\", InferenceConfig(), \"logs\")",
+        "model.load_weights(\"{}\", by_name=True)".format(name),
+        "r = model.detect([utils.read_image(\"photo.jpg\")])[0]   # rois, class_ids, scores, masks",
+        "```", "",
+        "or: `mrcnn detect --weights {} --config {}:{} --image photo.jpg --out out/`"
+        .format(name, module, cls)])
+
+
+def known_use(config, class_names, run):
+    """What the record says the model is for (used when --about gives no intended_use)."""
+    classes = ", ".join(class_names[1:]) if class_names else \
+        "{} classes".format(config.NUM_CLASSES - 1)
+    data = _data_text(run)
+    text = ["Instance segmentation (boxes and masks) of: {}.".format(classes),
+            "Images like the training data{}.".format(
+                ": " + data[0].lower() + data[1:] if data else "")]
+    return [t + " _(derived from the training record; give your own with --about)_"
+            for t in text]
+
+
+def known_limitations(config, run, report, class_names):
+    """Limitations that follow from the config and the record."""
+    items = []
+    stages = (run or {}).get("stages") or []
+    if stages and stages[0].get("train_dataset"):
+        n = stages[0]["train_dataset"]["images"]
+        if n < 1000:
+            items.append("Trained on only {} images: expect it to miss what those images "
+                         "do not show.".format(n))
+    smallest = min(config.RPN_ANCHOR_SCALES)
+    mode = config.IMAGE_RESIZE_MODE
+    if mode == "crop":
+        size = "Trained on random {0}x{0} crops of the images".format(config.IMAGE_MIN_DIM)
+    elif mode == "square":
+        size = "Images are resized to fit {0}x{0}".format(config.IMAGE_MAX_DIM)
+    else:
+        size = "Images are used at their own size (padded to a multiple of 64)"
+    items.append("{}; objects much smaller than the smallest anchor ({} px at that size) are "
+                 "often missed.".format(size, smallest))
+    items.append("At most {} instances per image; detections below a score of {} are "
+                 "dropped.".format(config.DETECTION_MAX_INSTANCES,
+                                   config.DETECTION_MIN_CONFIDENCE))
+    if not report:
+        items.append("Not evaluated: no metrics were given for this card.")
+    return [t + " _(derived)_" for t in items]
+
+
+def build_card(weights, config, eval_report=None, about=None, title=None, config_spec=None):
+    """The MODEL_CARD.md text. config_spec: the ``module:Class`` of the config, for the
+    getting-started snippet."""
     about = about or {}
     unknown = sorted(set(about) - set(ABOUT_KEYS))
     if unknown:
         raise ValueError("--about has unknown keys {}; use {}".format(unknown, list(ABOUT_KEYS)))
     class_names = _side_file(weights, "class_names.json")
     history = _side_file(weights, "history.json")
+    run = _side_file(weights, "run.json")
     if class_names and len(class_names) != config.NUM_CLASSES:
         raise ValueError("class_names.json beside {} has {} names but {}.NUM_CLASSES is {}: "
                          "is --config the one these weights were trained with?".format(
@@ -188,15 +297,20 @@ def build_card(weights, config, eval_report=None, about=None, title=None):
         "Classes: " + (", ".join(class_names[1:]) if class_names else
                        "{} classes (no class_names.json beside the weights)".format(
                            config.NUM_CLASSES - 1)) + ".", "",
+        "## Getting started", "",
+        getting_started(weights, config, config_spec), "",
         "## Training", "",
-        training_section(config, history, about), "",
+        training_section(config, history, about, run), "",
         "## Metrics", "",
         metrics_section(eval_report), "",
         "## Intended use", "",
-        _text(about.get("intended_use"), "intended_use"), "",
+        _text(about.get("intended_use") or known_use(config, class_names, run),
+              "intended_use"), "",
         "Out of scope: " + _text(about.get("out_of_scope"), "out_of_scope"), "",
         "## Limitations", "",
-        _text(about.get("limitations"), "limitations"), "",
+        _text(about.get("limitations") or known_limitations(config, run, eval_report,
+                                                            class_names),
+              "limitations"), "",
         "## Known biases of the data", "",
         _text(about.get("biases"), "biases"), "",
         "## License and citation", "",
@@ -232,7 +346,8 @@ def main(argv=None):
         if args.about:
             with open(args.about) as f:
                 about = json.load(f)
-        text = build_card(args.weights, config, report, about, args.title)
+        text = build_card(args.weights, config, report, about, args.title,
+                          config_spec=args.config)
     except (ValueError, OSError, ImportError, AttributeError) as e:
         print("error: {}".format(e), file=sys.stderr)
         raise SystemExit(2)

@@ -8,10 +8,14 @@
     tracker.log_evaluation(report, json_path="out/eval/evaluation.json")
 
 What is logged: every Config value as a parameter (and each stage's learning rate and
-epochs), the losses of every epoch as metrics (step = epoch), the last checkpoint as an
-artifact when a ``train()`` call ends (``checkpoints="all"``: every epoch's; ``None``:
-none), the run's losses.csv, and with ``log_evaluation`` the COCO and per-image metrics,
-the evaluation JSON and the precision-recall PNGs.
+epochs), the starting weights (path and sha256) and the datasets (class, image count,
+folder, classes), the losses of every epoch as metrics (step = epoch), and when a
+``train()`` call ends the run's losses.csv, history.json, losses.png and run.json. With
+the default ``checkpoints="best-and-last"``, two weight files are kept in the run,
+``checkpoints/mask_rcnn_<name>_last.h5`` and ``..._best.h5`` (the lowest val_loss),
+each upload replacing the previous one; ``"all"`` uploads every epoch's checkpoint
+(about 180 MB each for ResNet-50), ``None`` none. With ``log_evaluation``: the COCO and
+per-image metrics, the evaluation JSON and the precision-recall PNGs.
 
 ``tracking_uri``: a folder (a local file store, no server needed), ``sqlite:///x.db``, or
 a server's URL; default ``$MLFLOW_TRACKING_URI``, else ``./mlruns``. MLflow 3 keeps the
@@ -48,14 +52,17 @@ class MLflowCallback(keras.callbacks.Callback):
     """Log a MaskRCNN's training to one MLflow run (across several ``train()`` calls).
 
     mask_rcnn: the MaskRCNN in training mode (for its config, log_dir and checkpoints).
-    checkpoints: "last" (default), "all" or None.
+    checkpoints: "best-and-last" (default), "last", "all" or None.
     """
 
+    CHOICES = ("best-and-last", "last", "all", None)
+
     def __init__(self, mask_rcnn, tracking_uri=None, experiment="mrcnn", run_name=None,
-                 checkpoints="last", tags=None):
+                 checkpoints="best-and-last", tags=None):
         super().__init__()
-        if checkpoints not in ("last", "all", None):
-            raise ValueError("checkpoints={!r}: use 'last', 'all' or None".format(checkpoints))
+        if checkpoints not in self.CHOICES:
+            raise ValueError("checkpoints={!r}: use 'best-and-last', 'last', 'all' or None"
+                             .format(checkpoints))
         self.mlflow = _mlflow()
         self.mask_rcnn = mask_rcnn
         self.tracking_uri = _resolve_uri(tracking_uri)
@@ -105,9 +112,21 @@ class MLflowCallback(keras.callbacks.Callback):
             lr = float(keras.ops.convert_to_numpy(lr))
         except Exception:  # a schedule
             lr = type(lr).__name__
-        self._log_params({"stage{}_learning_rate".format(self.stage):
-                          "{:.6g}".format(lr) if isinstance(lr, float) else lr,
-                          "stage{}_log_dir".format(self.stage): self.mask_rcnn.log_dir})
+        params = {"stage{}_learning_rate".format(self.stage):
+                  "{:.6g}".format(lr) if isinstance(lr, float) else lr,
+                  "stage{}_log_dir".format(self.stage): self.mask_rcnn.log_dir}
+        if self.stage == 1:
+            start = getattr(self.mask_rcnn, "initial_weights", None) or {}
+            params["initial_weights"] = start.get("path") or "none (random)"
+            params["initial_weights_sha256"] = start.get("sha256") or "-"
+        datasets = getattr(self.mask_rcnn, "training_datasets", None) or {}
+        for part, summary in datasets.items():
+            if summary:
+                key = "stage{}_{}_dataset".format(self.stage, part)
+                params[key] = "{} images, {} ({})".format(
+                    summary["images"], summary["class"], summary.get("folder") or "in memory")
+                params["classes"] = ", ".join(summary["class_names"][1:])
+        self._log_params(params)
 
     def on_epoch_end(self, epoch, logs=None):
         from mlflow.entities import Metric
@@ -129,14 +148,36 @@ class MLflowCallback(keras.callbacks.Callback):
                               "{}-{}".format(self._first_epoch, self._last_epoch)})
             if self.checkpoints == "last":
                 self._log_checkpoint(self._last_epoch)
-        losses = os.path.join(self.mask_rcnn.log_dir, "losses.csv")
-        if os.path.isfile(losses):
-            self._client().log_artifact(self.run_id, losses, artifact_path="logs")
+            elif self.checkpoints == "best-and-last":
+                self._log_checkpoint(self._last_epoch, as_name="last")
+                self._log_checkpoint("best", as_name="best")
+        for name in ("losses.csv", "history.json", "losses.png", "run.json"):
+            path = os.path.join(self.mask_rcnn.log_dir, name)
+            if os.path.isfile(path):
+                self._client().log_artifact(self.run_id, path, artifact_path="logs")
 
-    def _log_checkpoint(self, epoch):
-        path = self.mask_rcnn.checkpoint_path.format(epoch=epoch)
-        if os.path.isfile(path):
+    def _log_checkpoint(self, epoch, as_name=None):
+        """Upload the checkpoint of ``epoch`` (a number or "best"); with ``as_name``,
+        under the fixed name mask_rcnn_<name>_<as_name>.h5, so that a later upload
+        replaces it instead of adding a file."""
+        pattern = self.mask_rcnn.checkpoint_path
+        path = pattern.replace("{epoch:04d}", "best") if epoch == "best" else \
+            pattern.format(epoch=epoch)
+        if not os.path.isfile(path):
+            return
+        if as_name is None:
             self._client().log_artifact(self.run_id, path, artifact_path="checkpoints")
+            return
+        import shutil
+        import tempfile
+        target_name = os.path.basename(pattern.replace("{epoch:04d}", as_name))
+        with tempfile.TemporaryDirectory() as tmp:
+            target = os.path.join(tmp, target_name)
+            try:
+                os.link(path, target)      # no copy of 180 MB when the disk allows it
+            except OSError:
+                shutil.copyfile(path, target)
+            self._client().log_artifact(self.run_id, target, artifact_path="checkpoints")
 
     # ------------------------------------------------------------------ evaluation
     def log_evaluation(self, report, json_path=None, prefix="eval"):

@@ -181,9 +181,10 @@ def first_bad_weight(keras_model):
 
 
 class ClassicCheckpoint(keras.callbacks.Callback):
-    """Save the weights after every epoch as
-    <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5 (classic HDF5 layout), unless the epoch
-    diverged.
+    """Save the weights as <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5 (classic HDF5
+    layout) after every ``save_every``-th epoch and after the last epoch of the run,
+    and as mask_rcnn_<name>_best.h5 whenever the monitored loss improves (val_loss, or
+    loss without validation data) -- unless the epoch diverged.
 
     An epoch's training loss is the mean over its steps, each computed before its own
     update, so it cannot show that the last update broke the model. Before saving, this
@@ -192,13 +193,25 @@ class ClassicCheckpoint(keras.callbacks.Callback):
     epoch (``probe``: a callable returning that loss dict), and that every weight is
     finite. A diverged epoch stops training with ``model.stop_training_reason`` set;
     ``MaskRCNN.train`` raises TrainingDiverged with it. Nothing is written then.
+
+    best: the best monitored value of earlier runs (a resumed run keeps improving on it).
+    After each epoch, ``self.last`` holds {"epoch", "checkpoint", "best"} for the
+    history logger.
     """
 
-    def __init__(self, checkpoint_path, probe=None):
+    def __init__(self, checkpoint_path, probe=None, save_every=1, save_best=True, best=None):
         super().__init__()
+        if int(save_every) < 1:
+            raise ValueError("save_every={!r}: save every N epochs, N >= 1".format(save_every))
         self.checkpoint_path = checkpoint_path
+        self.best_path = checkpoint_path.replace("{epoch:04d}", "best")
         self.probe = probe
+        self.save_every = int(save_every)
+        self.save_best = save_best
+        self.best = best
         self.saved = []
+        self.last = None
+        self._unsaved_epoch = None
 
     def _diverged(self, epoch, logs):
         checked = {k: v for k, v in (logs or {}).items() if k.startswith("val_")
@@ -219,7 +232,15 @@ class ClassicCheckpoint(keras.callbacks.Callback):
                     "so they were not saved. Lower the learning rate.".format(epoch + 1, bad))
         return None
 
+    def _save(self, epoch):
+        path = self.checkpoint_path.format(epoch=epoch + 1)
+        save_weights_classic(self.model, path)
+        self.saved.append(path)
+        self._unsaved_epoch = None
+        return path
+
     def on_epoch_end(self, epoch, logs=None):
+        self.last = None
         if getattr(self.model, "stop_training_reason", None):
             return  # never save diverged weights
         message = self._diverged(epoch, logs)
@@ -228,9 +249,196 @@ class ClassicCheckpoint(keras.callbacks.Callback):
             self.model.stop_training_reason = message
             self.model.stop_training = True
             return
-        path = self.checkpoint_path.format(epoch=epoch + 1)
-        save_weights_classic(self.model, path)
-        self.saved.append(path)
+        logs = logs or {}
+        last_of_run = epoch + 1 >= self.params.get("epochs", 0) or self.model.stop_training
+        path = None
+        if (epoch + 1) % self.save_every == 0 or last_of_run:
+            path = self._save(epoch)
+        else:
+            self._unsaved_epoch = epoch
+        monitor = "val_loss" if "val_loss" in logs else "loss"
+        value = logs.get(monitor)
+        improved = value is not None and math.isfinite(float(value)) and (
+            self.best is None or float(value) < self.best)
+        if improved and self.save_best:
+            self.best = float(value)
+            save_weights_classic(self.model, self.best_path)
+        self.last = {"epoch": epoch + 1, "checkpoint": path and os.path.basename(path),
+                     "best": bool(improved and self.save_best), "monitor": monitor}
+
+    def on_train_end(self, logs=None):
+        # stopped early by another callback (a time budget) after an epoch we skipped
+        if self._unsaved_epoch is not None and \
+                not getattr(self.model, "stop_training_reason", None):
+            self._save(self._unsaved_epoch)
+
+
+class RunHistory(keras.callbacks.Callback):
+    """<log_dir>/history.json and <log_dir>/losses.png, updated after every epoch.
+
+    history.json is a list with one entry per finished epoch: epoch, layers, lr (the
+    rate at the epoch's end), every loss and validation loss, the checkpoint written
+    (or null) and whether it was the best so far. It is rewritten atomically; entries
+    after ``initial_epoch`` left by a killed run are replaced. losses.png plots each
+    loss per epoch (training and validation) over the steps of losses.csv.
+    """
+
+    def __init__(self, log_dir, layers, initial_epoch=0, checkpoint=None, plot=True):
+        super().__init__()
+        self.log_dir = log_dir
+        self.layers = layers
+        self.initial_epoch = int(initial_epoch)
+        self.checkpoint = checkpoint
+        self.plot = plot
+
+    @property
+    def path(self):
+        return os.path.join(self.log_dir, "history.json")
+
+    def on_train_begin(self, logs=None):
+        self.entries = [h for h in read_history(self.log_dir)
+                        if h.get("epoch", 0) <= self.initial_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        if getattr(self.model, "stop_training_reason", None):
+            return
+        entry = {"epoch": epoch + 1, "layers": self.layers,
+                 "lr": current_learning_rate(self.model.optimizer)}
+        entry.update({k: float(v) for k, v in (logs or {}).items()
+                      if isinstance(v, (int, float, np.floating, np.integer)) or
+                      np.ndim(v) == 0})
+        if self.checkpoint is not None and self.checkpoint.last:
+            entry["checkpoint"] = self.checkpoint.last["checkpoint"]
+            entry["best"] = self.checkpoint.last["best"]
+        self.entries = [h for h in self.entries if h["epoch"] != epoch + 1] + [entry]
+        write_json_atomic(self.path, self.entries)
+        if self.plot:
+            from .visualize import plot_loss_history
+            try:
+                plot_loss_history(self.entries, os.path.join(self.log_dir, "losses.csv"),
+                                  os.path.join(self.log_dir, "losses.png"))
+            except Exception as e:  # a picture must never stop training
+                log.warning("could not draw losses.png: %s", e)
+
+
+def read_history(log_dir):
+    """The entries of <log_dir>/history.json ([] when there is none)."""
+    import json
+    path = os.path.join(log_dir, "history.json")
+    if not os.path.isfile(path):
+        return []
+    try:
+        with open(path) as f:
+            entries = json.load(f)
+    except ValueError:
+        log.warning("%s is damaged; starting a new history", path)
+        return []
+    return [h for h in entries if isinstance(h, dict) and "epoch" in h]
+
+
+def best_in_history(entries):
+    """The best monitored loss recorded in history entries (None when none was best)."""
+    values = [h.get("val_loss", h.get("loss")) for h in entries if h.get("best")]
+    values = [v for v in values if v is not None]
+    return min(values) if values else None
+
+
+def write_json_atomic(path, value):
+    import json
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def dataset_summary(dataset):
+    """What a Dataset is, for run.json and the model card: its class, image count,
+    class names, sources and the common folder of its image files (when they are files)."""
+    if dataset is None:
+        return None
+    paths = [str(i.get("path")) for i in dataset.image_info[:2000]
+             if isinstance(i.get("path"), str)]
+    try:
+        root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else None
+    except ValueError:
+        root = None
+    if root and len(paths) > 1 and os.path.isfile(root):
+        root = os.path.dirname(root)
+    return {"class": type(dataset).__name__, "images": int(len(dataset.image_ids)),
+            "class_names": list(dataset.class_names), "sources": list(dataset.sources),
+            "folder": root}
+
+
+def learning_rate_text(learning_rate):
+    """A learning rate or a Keras schedule, as numbers: 0.001, or
+    'CosineDecay 0.01 -> 0.0001 over 500 steps'."""
+    if isinstance(learning_rate, (int, float, np.floating)):
+        return "{:g}".format(float(learning_rate))
+    try:
+        config = learning_rate.get_config()
+    except Exception:
+        return str(learning_rate)
+    start = config.get("initial_learning_rate", config.get("learning_rate"))
+    steps = config.get("decay_steps")
+    try:
+        end = float(learning_rate(steps)) if steps else None
+    except Exception:
+        end = None
+    text = type(learning_rate).__name__
+    if start is not None:
+        text += " {:g}".format(float(start))
+    if end is not None:
+        text += " -> {:g}".format(end)
+    if steps:
+        text += " over {} steps".format(int(steps))
+    if config.get("warmup_steps"):
+        text += " after {} warm-up steps to {:g}".format(int(config["warmup_steps"]),
+                                                        float(config.get("warmup_target")
+                                                              or start))
+    return text
+
+
+def record_stage(log_dir, mask_rcnn, layers, learning_rate, history, started,
+                 train_dataset, val_dataset, diverged=None):
+    """Append one train() call to <log_dir>/run.json: the machine, the starting weights
+    (path and sha256), and per stage the layers, learning rate, epochs, seconds and the
+    datasets. The model card and MLflow read it."""
+    import json
+    import time
+    from . import machine
+    path = os.path.join(log_dir, "run.json")
+    run = {}
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except ValueError:
+            run = {}
+    run.setdefault("machine", machine.describe())
+    if run.get("initial_weights") is None:
+        run["initial_weights"] = mask_rcnn.initial_weights
+    epochs = [e + 1 for e in (history.epoch if history is not None else [])]
+    stage = {"layers": layers, "learning_rate": learning_rate_text(learning_rate),
+             "epochs": [epochs[0], epochs[-1]] if epochs else [],
+             "seconds": round(time.time() - started, 1),
+             "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+             "train_dataset": dataset_summary(train_dataset),
+             "val_dataset": dataset_summary(val_dataset)}
+    if diverged:
+        stage["diverged"] = diverged
+    run.setdefault("stages", []).append(stage)
+    write_json_atomic(path, run)
+    return run
+
+
+def current_learning_rate(optimizer):
+    """The optimizer's learning rate now, as a float (schedules evaluated)."""
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except Exception:
+        return None
 
 
 class StepLossLogger(keras.callbacks.Callback):

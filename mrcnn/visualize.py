@@ -411,6 +411,48 @@ def plot_precision_recall(AP, precisions, recalls, title=None, ax=None, save_pat
     return save_path
 
 
+def plot_loss_history(history, steps_csv=None, save_path=None):
+    """Training curves: one panel per loss (the total and the five), the per-step
+    values of losses.csv in a light line, the training and validation means per epoch
+    as points and lines. x is the epoch (a step k of epoch e sits inside (e-1, e]).
+
+    history: history.json's entries (dicts with "epoch", "loss", "val_loss", ...).
+    steps_csv: the path of losses.csv (optional).
+    """
+    import csv
+    import os
+    from .config import LOSS_NAMES
+    plt = _plt()
+    names = ("loss",) + tuple(LOSS_NAMES)
+    steps = []
+    if steps_csv and os.path.isfile(steps_csv):
+        with open(steps_csv, newline="") as f:
+            steps = [r for r in csv.DictReader(f) if r.get("step")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    for ax, name in zip(axes.ravel(), names):
+        if steps:
+            per_epoch = {}
+            for r in steps:
+                per_epoch.setdefault(int(r["epoch"]), []).append(r)
+            xs, ys = [], []
+            for epoch, rows in sorted(per_epoch.items()):
+                for i, r in enumerate(rows):
+                    xs.append(epoch - 1 + (i + 1) / len(rows))
+                    ys.append(float(r[name]))
+            ax.plot(xs, ys, color="#9ecae1", lw=0.8, label="step")
+        for key, colour, label in ((name, "#08519c", "train"), ("val_" + name, "#e6550d",
+                                                                  "validation")):
+            pts = [(h["epoch"], h[key]) for h in history if key in h]
+            if pts:
+                ax.plot(*zip(*pts), "o-", color=colour, ms=3, lw=1.2, label=label)
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes.ravel()[0].legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, save_path)
+
+
 def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_names,
                   threshold=0.5, save_path=None):
     """A grid of IoUs between ground-truth (rows) and predicted (columns) instances.

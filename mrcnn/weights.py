@@ -214,6 +214,17 @@ def weights_backbone(filepath):
     return {"ResNet-50": "resnet50", "ResNet-101": "resnet101"}.get(name)
 
 
+def sha256_file(path):
+    """The SHA-256 hex digest of a file (weights are identified by it in run.json,
+    MLflow and model cards)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def load_weights_by_name(keras_model, filepath, by_name=True, exclude=None,
                          allow_partial=False):
     """Load a weight file into a Keras model, matching layers by name.

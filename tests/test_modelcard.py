@@ -63,8 +63,39 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     assert "loss 1.2500" in text and "mrcnn_mask_loss 0.4000" in text
     assert "- Counting nuclei in fluorescence images\n- Teaching" in text
     assert "Mostly fluorescence images" in text
-    # what was not given says so
-    assert "_Not provided. Pass it in `--about` (key `limitations`)._" in text
+    # what was not given and cannot be known says so
+    assert "_Not provided. Pass it in `--about` (key `out_of_scope`)._" in text
+    # limitations that follow from the config are filled in
+    assert ("- Trained on random 256x256 crops of the images; objects much smaller than the "
+            "smallest anchor (8 px at that size) are often missed. _(derived)_") in text
+    # the getting-started snippet loads these weights with the card's config
+    assert "from samples.nucleus.nucleus import NucleusConfig" in text
+    assert 'model.load_weights("mask_rcnn_nucleus_0002.h5", by_name=True)' in text
+
+
+def test_card_reads_run_json_for_start_hardware_time_and_data(tmp_path):
+    weights = write_run(tmp_path)
+    run = {"machine": {"cpu": {"model": "AMD EPYC", "cores": 2, "flags": ["avx2", "avx512f"]},
+                       "memory_gib": 23.5, "tensorflow": "2.21.0"},
+           "initial_weights": {"path": "/w/mask_rcnn_coco.h5", "sha256": "ab" * 32,
+                               "layers_loaded": 229, "excluded": ["mrcnn_bbox", "mrcnn_mask"]},
+           "stages": [{"layers": "heads", "seconds": 600.0, "epochs": [1, 1],
+                       "train_dataset": {"class": "NucleusDataset", "images": 50,
+                                         "folder": "/data/nucleus/stage1_train",
+                                         "class_names": ["BG", "nucleus"], "sources": []},
+                       "val_dataset": None},
+                      {"layers": "all", "seconds": 300.0, "epochs": [2, 2]}]}
+    (tmp_path / "nucleus20261122T0700" / "run.json").write_text(json.dumps(run))
+    text = modelcard.build_card(weights, modelcard.load_config(
+        "samples.nucleus.nucleus:NucleusConfig"))
+    assert ("**Fine-tuned from:** `mask_rcnn_coco.h5` (sha256 `abababababababab`, 229 layers "
+            "loaded, excluding mrcnn_bbox, mrcnn_mask).") in text
+    assert ("**Hardware and time.** AMD EPYC (2 cores; avx2 avx512f), 23.5 GiB, TF 2.21.0; "
+            "15.0 minutes of training over 2 stages.") in text
+    assert ("**Data.** Trained on 50 images (NucleusDataset, `/data/nucleus/stage1_train`) "
+            "(from run.json).") in text
+    assert "- Trained on only 50 images" in text
+    assert "- Instance segmentation (boxes and masks) of: nucleus." in text
 
 
 def test_card_errors_name_the_problem(tmp_path, capsys):

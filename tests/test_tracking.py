@@ -34,9 +34,11 @@ def test_params_metrics_and_artifacts_are_logged_to_a_folder_store(tmp_path):
     store = tmp_path / "mlruns"
     model = modellib.MaskRCNN("training", TinyShapes(), str(tmp_path / "logs"))
     tracker = MLflowCallback(model, tracking_uri=str(store), experiment="shapes-test")
-    h1 = model.train(shapes(6, 1), shapes(2, 2), 0.01, 1, "heads", custom_callbacks=[tracker],
-                     verbose=0, seed=0)
-    model.train(shapes(6, 1), shapes(2, 2), 0.001, 2, "all", custom_callbacks=[tracker],
+    every = MLflowCallback(model, tracking_uri=str(tmp_path / "all"), experiment="shapes-test",
+                           checkpoints="all")
+    h1 = model.train(shapes(6, 1), shapes(2, 2), 0.01, 1, "heads",
+                     custom_callbacks=[tracker, every], verbose=0, seed=0)
+    model.train(shapes(6, 1), shapes(2, 2), 0.001, 2, "all", custom_callbacks=[tracker, every],
                 verbose=0, seed=0)
     client = mlflow.tracking.MlflowClient(tracking_uri="file://" + str(store))
     run = client.get_run(tracker.run_id)
@@ -49,11 +51,26 @@ def test_params_metrics_and_artifacts_are_logged_to_a_folder_store(tmp_path):
     assert [m.step for m in history] == [1, 2]
     assert history[0].value == pytest.approx(h1.history["loss"][0], rel=1e-6)
     assert {"mrcnn_mask_loss", "val_loss", "rpn_class_loss"} <= set(run.data.metrics)
-    ckpts = [os.path.basename(a.path) for a in client.list_artifacts(tracker.run_id,
-                                                                      "checkpoints")]
-    assert ckpts == ["mask_rcnn_tinyshapes_0001.h5", "mask_rcnn_tinyshapes_0002.h5"]
-    assert [a.path for a in client.list_artifacts(tracker.run_id, "logs")] == \
-        ["logs/losses.csv"]
+    # what training started from, and on what
+    assert params["initial_weights"] == "none (random)"
+    assert params["stage1_train_dataset"] == "6 images, ShapesDataset (in memory)"
+    assert params["stage2_val_dataset"] == "2 images, ShapesDataset (in memory)"
+    assert params["classes"] == "square, circle, triangle"
+    # by default two weight files, each replaced by later uploads: the last and the best
+    ckpts = {os.path.basename(a.path): a.file_size
+             for a in client.list_artifacts(tracker.run_id, "checkpoints")}
+    assert sorted(ckpts) == ["mask_rcnn_tinyshapes_best.h5", "mask_rcnn_tinyshapes_last.h5"]
+    local = client.download_artifacts(tracker.run_id, "checkpoints/mask_rcnn_tinyshapes_last.h5",
+                                      str(tmp_path / "dl"))
+    with open(local, "rb") as a, open(model.checkpoint_path.format(epoch=2), "rb") as b:
+        assert a.read() == b.read()
+    assert sorted(a.path for a in client.list_artifacts(tracker.run_id, "logs")) == \
+        ["logs/history.json", "logs/losses.csv", "logs/losses.png", "logs/run.json"]
+    # checkpoints="all": every epoch's file
+    all_client = mlflow.tracking.MlflowClient(tracking_uri="file://" + str(tmp_path / "all"))
+    assert [os.path.basename(a.path) for a in all_client.list_artifacts(every.run_id,
+                                                                        "checkpoints")] == \
+        ["mask_rcnn_tinyshapes_0001.h5", "mask_rcnn_tinyshapes_0002.h5"]
 
     # an evaluation: metrics and the PR-curve PNGs and JSON as artifacts
     out = tmp_path / "eval"

@@ -139,7 +139,8 @@ def test_checkpoints_have_classic_names_and_resume_continues(staged_run):
     model, _ = staged_run
     names = sorted(os.listdir(model.log_dir))
     assert [n for n in names if n.endswith(".h5")] == [
-        "mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0002.h5", "mask_rcnn_tiny_0003.h5"]
+        "mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0002.h5", "mask_rcnn_tiny_0003.h5",
+        "mask_rcnn_tiny_best.h5"]
     assert re.fullmatch(r"tiny\d{8}T\d{4}", os.path.basename(model.log_dir))
     last = model.find_last()
     assert last.endswith("mask_rcnn_tiny_0003.h5")

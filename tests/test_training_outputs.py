@@ -1,0 +1,80 @@
+"""What a training run leaves in its folder: checkpoints every N epochs and the last,
+the best by validation loss, history.json and losses.png (issue 17, item 9)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.weights import read_weight_file  # noqa: E402
+from test_training import TinyConfig, shapes  # noqa: E402
+
+
+class OneStep(TinyConfig):
+    STEPS_PER_EPOCH = 1
+
+
+def arrays(path):
+    layers, _ = read_weight_file(path)
+    return {g: [a for _, _, a in entries] for g, entries in layers.items()}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    model = modellib.MaskRCNN("training", OneStep(), str(tmp_path_factory.mktemp("logs")))
+    model.train(shapes(3), shapes(2, 2), 0.002, epochs=3, layers="heads", verbose=0,
+                seed=0, save_every=2)
+    return model
+
+
+def test_save_every_keeps_every_nth_epoch_the_last_and_the_best(run):
+    names = sorted(f for f in os.listdir(run.log_dir) if f.endswith(".h5"))
+    assert names == ["mask_rcnn_tiny_0002.h5", "mask_rcnn_tiny_0003.h5",
+                     "mask_rcnn_tiny_best.h5"]
+    # find_last is the last epoch, never the best file
+    assert run.find_last().endswith("mask_rcnn_tiny_0003.h5")
+
+
+def test_history_json_has_every_epoch_its_checkpoint_and_the_best(run):
+    with open(os.path.join(run.log_dir, "history.json")) as f:
+        history = json.load(f)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["checkpoint"] for h in history] == [None, "mask_rcnn_tiny_0002.h5",
+                                                  "mask_rcnn_tiny_0003.h5"]
+    assert all(h["layers"] == "heads" and h["lr"] == pytest.approx(0.002) for h in history)
+    # "best" marks each epoch that improved on every earlier val_loss
+    running = np.minimum.accumulate([h["val_loss"] for h in history])
+    expected = [True] + [h["val_loss"] < running[i] for i, h in enumerate(history[1:])]
+    assert [h["best"] for h in history] == expected
+    # the best file holds the weights of the last epoch marked best
+    best_epoch = max(h["epoch"] for h in history if h["best"])
+    if best_epoch in (2, 3):
+        a = arrays(os.path.join(run.log_dir, "mask_rcnn_tiny_best.h5"))
+        b = arrays(os.path.join(run.log_dir, "mask_rcnn_tiny_{:04d}.h5".format(best_epoch)))
+        for name in ("mrcnn_class_logits", "rpn_model", "fpn_p2"):
+            for x, y in zip(a[name], b[name]):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_losses_png_is_written(run):
+    path = os.path.join(run.log_dir, "losses.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > 10000
+
+
+def test_a_resumed_run_extends_history_and_keeps_improving_on_the_best(run):
+    resumed = modellib.MaskRCNN("training", OneStep(), run.model_dir)
+    resumed.load_weights(run.find_last(), by_name=True)
+    with open(os.path.join(run.log_dir, "history.json")) as f:
+        before = json.load(f)
+    resumed.train(shapes(3), shapes(2, 2), 0.002, epochs=4, layers="all", verbose=0, seed=1)
+    with open(os.path.join(run.log_dir, "history.json")) as f:
+        after = json.load(f)
+    assert after[:3] == before
+    assert after[3]["epoch"] == 4 and after[3]["layers"] == "all"
+    best_before = min(h["val_loss"] for h in before)
+    assert after[3]["best"] == (after[3]["val_loss"] < best_before)
