@@ -119,6 +119,7 @@ def reference(servers, tmp_path_factory):
         ends = [i.header_offset for i in infos[1:]] + [z.start_dir]
     spans = {i.filename: e - i.header_offset for i, e in zip(infos, ends)}
     return {"files": data_files(files), "seconds": seconds, "spans": spans,
+            "images": sum(1 for k in files if k.startswith("images" + os.sep)),
             "manifest": json.loads(files["manifest.json"])}
 
 
@@ -192,7 +193,7 @@ def run_kills(servers, reference, tmp_path, sig, n, seed):
     rng = np.random.RandomState(seed)
     moments = rng.uniform(0.0, reference["seconds"], size=n)
     tally = {"kills": n, "survived": 0, "files_wrong": 0, "partial_left": 0,
-             "slowest_stop_s": 0.0}
+             "slowest_stop_s": 0.0, "mid_images": 0, "left_parts": 0}
     problems = []
     for k, moment in enumerate(moments):
         out = tmp_path / "{}-{}".format(sig, k)
@@ -215,6 +216,11 @@ def run_kills(servers, reference, tmp_path, sig, n, seed):
             if stopped > SIGINT_LIMIT_S:
                 these.append("took {:.1f} s to stop: {}".format(stopped, err[-300:]))
         these += check_after_kill(out, ref)
+        left = snapshot(out) if os.path.isdir(out) else {}
+        images_left = sum(1 for k in left if k.startswith("images" + os.sep) and
+                          ".part" not in k)
+        tally["mid_images"] += 0 < images_left < reference["images"]
+        tally["left_parts"] += any(".part" in k for k in left)
         found, wrong, partial = rerun_and_check(servers, out, ref)
         these += found
         tally["files_wrong"] += wrong
@@ -224,10 +230,12 @@ def run_kills(servers, reference, tmp_path, sig, n, seed):
         else:
             tally["survived"] += 1
     print("\ndownloader {}: {} of {} kills survived, {} files wrong, {} partial files left"
-          "{} (reference run {:.1f} s, seed {})".format(
+          "{}; {} kills landed among the image downloads, {} left temporary files for the "
+          "rerun to clean (reference run {:.1f} s, seed {})".format(
               sig, tally["survived"], n, tally["files_wrong"], tally["partial_left"],
               ", slowest stop {:.2f} s".format(tally["slowest_stop_s"])
-              if sig == "SIGINT" else "", reference["seconds"], seed))
+              if sig == "SIGINT" else "", tally["mid_images"], tally["left_parts"],
+              reference["seconds"], seed))
     return tally, problems
 
 
