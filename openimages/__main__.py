@@ -11,6 +11,13 @@ import sys
 from . import metadata as md
 
 
+def _count(text):
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("give 0 or more, not {}".format(n))
+    return n
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m openimages",
                                 description="Open Images V5 subset downloader (images + only "
@@ -35,7 +42,7 @@ def build_parser():
     d.add_argument("--bucket", default=md.DEFAULT_BUCKET)
     d.add_argument("--coco", action="store_true", help="also write coco.json")
     d.add_argument("--quiet", action="store_true", help="no progress bars or summary")
-    d.add_argument("--retries", type=int, default=4,
+    d.add_argument("--retries", type=_count, default=4,
                    help="tries after the first for transient network failures (refused or "
                         "dropped connections, timeouts, HTTP 429 and 5xx; default 4); "
                         "permanent ones (404, 403, ...) are not tried again")
