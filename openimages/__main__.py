@@ -11,6 +11,13 @@ import sys
 from . import metadata as md
 
 
+def _count(text):
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("give 0 or more, not {}".format(n))
+    return n
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m openimages",
                                 description="Open Images V5 subset downloader (images + only "
@@ -35,6 +42,10 @@ def build_parser():
     d.add_argument("--bucket", default=md.DEFAULT_BUCKET)
     d.add_argument("--coco", action="store_true", help="also write coco.json")
     d.add_argument("--quiet", action="store_true", help="no progress bars or summary")
+    d.add_argument("--retries", type=_count, default=4,
+                   help="tries after the first for transient network failures (refused or "
+                        "dropped connections, timeouts, HTTP 429 and 5xx; default 4); "
+                        "permanent ones (404, 403, ...) are not tried again")
     c = sub.add_parser("coco", help="export a downloaded subset to COCO JSON")
     c.add_argument("--dir", required=True)
     c.add_argument("--out", default=None)
@@ -49,14 +60,25 @@ def main(argv=None):
         print("wrote", export_coco(args.dir, args.out))
         return 0
     from .classes import UnknownClassError
-    from .download import DownloadError, download
+    from .download import DownloadError, EmptySubsetError, download
     try:
         download(args.classes, args.split, args.out, limit_per_class=args.limit_per_class,
                  subclasses=not args.no_subclasses, seed=args.seed,
                  metadata_url=args.metadata_url, masks_url=args.masks_url,
                  s3_endpoint=args.s3_endpoint, bucket=args.bucket, workers=args.workers,
-                 with_boxes=args.with_boxes, progress=not args.quiet)
-    except (UnknownClassError, DownloadError, FileNotFoundError) as e:
+                 with_boxes=args.with_boxes, progress=not args.quiet, retries=args.retries)
+    except KeyboardInterrupt as e:
+        # Ctrl-C: DownloadInterrupted says what is on disk and how to resume
+        print("interrupted: {}".format(e if str(e) else "run the same command again to "
+                                       "resume"), file=sys.stderr)
+        return 130
+    except EmptySubsetError as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
+    except DownloadError as e:
+        print("error: {}; run the same command again to resume".format(e), file=sys.stderr)
+        return 2
+    except (UnknownClassError, FileNotFoundError) as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
     if args.coco:

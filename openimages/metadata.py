@@ -5,6 +5,9 @@ import os
 import pandas as pd
 import requests
 
+from .net import ShortRead, check_status, with_retries
+from .partfiles import part_path, remove_quietly
+
 DEFAULT_METADATA_URL = "https://storage.googleapis.com/openimages/v5"
 DEFAULT_MASKS_URL = "https://storage.googleapis.com/openimages/v5"
 DEFAULT_BUCKET = "open-images-dataset"
@@ -31,52 +34,65 @@ def masks_zip_url(masks_url, split, prefix):
     return "{}/{}-masks/{}-masks-{}.zip".format(masks_url.rstrip("/"), split, split, prefix)
 
 
-def fetch(url, path, session=None, progress=True, timeout=60):
+def fetch(url, path, session=None, progress=True, timeout=60, retries=4, backoff=0.5):
     """Download url to path unless path exists; atomic (temp file, then rename).
 
+    Transient failures are tried again (see openimages.net); what still fails raises
+    DownloadError naming the URL (status 404 when the file is not there).
     Returns the number of bytes downloaded (0 when cached).
     """
     if os.path.exists(path):
         return 0
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     session = session or requests.Session()
-    tmp = path + ".part"
-    done = 0
-    with session.get(url, stream=True, timeout=timeout) as resp:
-        if resp.status_code == 404:
-            raise FileNotFoundError("{} does not exist (HTTP 404)".format(url))
-        resp.raise_for_status()
-        total = int(resp.headers.get("Content-Length") or 0) or None
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=total, unit="B", unit_scale=True,
-                       desc=os.path.basename(path), leave=False)
-        with open(tmp, "wb") as f:
-            for chunk in resp.iter_content(1 << 20):
-                f.write(chunk)
-                done += len(chunk)
+    tmp = part_path(path)
+
+    def attempt():
+        done = 0
+        with session.get(url, stream=True, timeout=timeout) as resp:
+            check_status(resp)
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            bar = None
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(total=total, unit="B", unit_scale=True,
+                           desc=os.path.basename(path), leave=False)
+            try:
+                with open(tmp, "wb") as f:
+                    for chunk in resp.iter_content(1 << 20):
+                        f.write(chunk)
+                        done += len(chunk)
+                        if bar is not None:
+                            bar.update(len(chunk))
+            finally:
                 if bar is not None:
-                    bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-    if total is not None and done != total:
-        os.remove(tmp)
-        raise IOError("download of {} stopped at {} of {} bytes".format(url, done, total))
-    os.replace(tmp, path)
+                    bar.close()
+        if total is not None and done != total:
+            raise ShortRead("the body stopped at {} of {} bytes".format(done, total))
+        return done
+
+    try:
+        done = with_retries(attempt, url, retries=retries, backoff=backoff)
+        os.replace(tmp, path)
+    finally:
+        remove_quietly(tmp)
     return done
 
 
-def filter_csv(path, column, values, chunksize=200000, usecols=None):
+def filter_csv(path, column, values, chunksize=200000, usecols=None, line_numbers=False):
     """Rows of a CSV whose ``column`` is in ``values``, read in chunks (the train
-    segmentation CSV is 807 MB; it is never held whole)."""
+    segmentation CSV is 807 MB; it is never held whole). line_numbers: add a column
+    ``_line``, each row's line in the file (the header is line 1)."""
     values = set(values)
     parts = []
     for chunk in pd.read_csv(path, chunksize=chunksize, dtype=str, usecols=usecols,
                              keep_default_na=False):
         hit = chunk[chunk[column].isin(values)]
         if len(hit):
+            if line_numbers:
+                hit = hit.assign(_line=hit.index + 2)
             parts.append(hit)
     if not parts:
-        return pd.DataFrame(columns=usecols or pd.read_csv(path, nrows=0).columns)
+        columns = list(usecols or pd.read_csv(path, nrows=0).columns)
+        return pd.DataFrame(columns=columns + (["_line"] if line_numbers else []))
     return pd.concat(parts, ignore_index=True)

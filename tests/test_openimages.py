@@ -190,7 +190,11 @@ def test_subclass_instances_are_labelled_as_the_requested_class(world, tmp_path)
     assert [(r["ClassName"], r["LabelName"], r["SourceLabelName"]) for r in rows] == \
         [("Person", PERSON, WOMAN)]
     assert m["classes"][0]["name"] == "Person"
-    none = run(world, tmp_path / "nosub", ["Person"], subclasses=False)
+    # without subclasses nothing matches: an error that says so (issue 16), and a manifest
+    with pytest.raises(dl.EmptySubsetError, match="no image of the test split has a mask "
+                                                  "of Person"):
+        run(world, tmp_path / "nosub", ["Person"], subclasses=False)
+    none = json.load(open(tmp_path / "nosub" / "manifest.json"))
     assert none["counts"]["masks"] == 0
     assert none["shortfall"] == {} and none["counts"]["images"] == 0
 
@@ -319,6 +323,453 @@ def test_cli_runs_and_downloader_does_not_import_tensorflow(world, tmp_path):
 
 
 def test_class_without_segmentation_masks_is_warned_about(world, tmp_path):
-    m = run(world, tmp_path / "tortoise", ["Tortoise"])
-    assert m["counts"]["images"] == 0
+    m = run(world, tmp_path / "tortoise", ["Tortoise", "Pizza"])
+    assert m["counts"]["images"] == 3
     assert any("no segmentation masks" in w and "Tortoise" in w for w in m["warnings"])
+
+
+# ---------------------------------------------------------------- issue 16: faults, resume, names
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def closed_port_url():
+    """An http URL where nothing listens (connection refused)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return "http://127.0.0.1:{}".format(port)
+
+
+class fault(object):
+    """Make the fixture answer ``status`` for ``path`` while the block runs."""
+
+    def __init__(self, world, path, status):
+        self.handler, self.path, self.status = world["handler"], path, status
+
+    def __enter__(self):
+        self.handler.faults[self.path] = self.status
+        del self.handler.requests[:]
+        return self
+
+    def count(self):
+        return sum(1 for r in self.handler.requests if r[0] == self.path)
+
+    def __exit__(self, *exc):
+        self.handler.faults.pop(self.path, None)
+
+
+def cli(world, out, *extra, classes=("Dog", "Pizza"), meta=None, masks=None, s3=None,
+        timeout=120):
+    cmd = [sys.executable, "-m", "openimages", "download", "--classes"] + list(classes) + [
+        "--split", "test", "--out", str(out), "--workers", "2", "--quiet",
+        "--metadata-url", meta or world["meta"], "--masks-url", masks or world["masks"],
+        "--s3-endpoint", s3 or world["s3"]] + list(extra)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def part_files(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder)
+                  for d, _, files in os.walk(folder) for f in files if ".part" in f)
+
+
+def test_ctrl_c_during_image_downloads_stops_at_once_and_says_how_to_resume(world, tmp_path):
+    import signal
+    import time
+    from urllib.parse import urlparse
+
+    from fake_openimages import ThrottleProxy
+    s3 = urlparse(world["s3"])
+    proxy = ThrottleProxy(s3.hostname, s3.port, throttle=100000)   # 100 kB/s a connection
+    out = tmp_path / "ctrl-c"
+    cmd = [sys.executable, "-m", "openimages", "download", "--classes", "Dog", "Pizza",
+           "--split", "test", "--out", str(out), "--workers", "2", "--quiet",
+           "--metadata-url", world["meta"], "--masks-url", world["masks"],
+           "--s3-endpoint", proxy.endpoint]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "images").is_dir() or not any(
+                f.endswith(".jpg") for f in os.listdir(out / "images")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no image came down"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        stopped_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        proxy.close()
+    # 7 images of ~330 kB at 2 x 100 kB/s: 11 s to finish them; it must not wait for that
+    assert stopped_in < 2.0, (stopped_in, err[-1500:])
+    assert proc.returncode == 130, err[-1500:]
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and "run the same command again" in lines[0], err[-1500:]
+    images = sorted(os.listdir(out / "images"))
+    assert 0 < len(images) < 7
+    for name in images:     # every file under its final name is whole
+        assert (out / "images" / name).read_bytes() == open(
+            os.path.join(world["sample"], "test-images", name), "rb").read()
+    assert part_files(out) == []
+    assert json.load(open(out / "manifest.json"))["status"] == "interrupted"
+
+
+def test_metadata_connection_error_is_one_download_error_naming_the_url(world, tmp_path):
+    url = closed_port_url() + "/meta"
+    with pytest.raises(dl.DownloadError) as e:
+        dl.download(["Dog"], "test", str(tmp_path / "x"), metadata_url=url,
+                    masks_url=world["masks"], s3_endpoint=world["s3"], progress=False,
+                    retries=1, retry_backoff=0)
+    msg = str(e.value)
+    assert url + "/class-descriptions-boxable.csv" in msg and "\n" not in msg, msg
+    assert e.value.url == url + "/class-descriptions-boxable.csv"
+    assert "run the same command" not in msg         # the command line adds that
+    manifest = json.load(open(tmp_path / "x" / "manifest.json"))
+    assert manifest["status"] == "failed"
+    assert manifest["error"].startswith(url + "/class-descriptions-boxable.csv: connection "
+                                        "refused (after 2 tries)")
+
+
+def test_permanent_http_errors_are_not_retried_but_transient_ones_are(world, tmp_path):
+    path = "/meta/test-annotations-object-segmentation.csv"
+    for status, tries in ((404, 1), (403, 1), (410, 1), (503, 3), (429, 3)):
+        with fault(world, path, status) as f:
+            with pytest.raises(dl.DownloadError, match="HTTP {}".format(status)) as e:
+                run(world, tmp_path / "x{}".format(status), ["Dog"], retries=2,
+                    retry_backoff=0)
+            assert f.count() == tries, (status, f.count())
+        assert e.value.url == world["meta"] + path[len("/meta"):]
+
+
+def test_missing_image_is_tried_once_and_the_others_come_down(world, tmp_path, monkeypatch):
+    victim = "00b68ff0919c939a"
+    s3 = world["s3client"]
+    original = dl.make_s3_client
+    calls = []
+
+    def counting_client(*args, **kwargs):
+        client = original(*args, **kwargs)
+        real = client.get_object
+
+        def get_object(**kw):
+            calls.append(kw["Key"])
+            return real(**kw)
+        client.get_object = get_object
+        return client
+    monkeypatch.setattr(dl, "make_s3_client", counting_client)
+    s3.delete_object(Bucket="open-images-dataset", Key="test/{}.jpg".format(victim))
+    try:
+        with pytest.raises(dl.DownloadError) as e:
+            run(world, tmp_path / "gone", ["Dog"], retry_backoff=0)
+    finally:
+        s3.upload_file(os.path.join(world["sample"], "test-images", victim + ".jpg"),
+                       "open-images-dataset", "test/{}.jpg".format(victim))
+    assert calls.count("test/{}.jpg".format(victim)) == 1
+    assert "s3://open-images-dataset/test/{}.jpg".format(victim) in str(e.value)
+    assert len(os.listdir(tmp_path / "gone" / "images")) == 3      # of the 4 Dog images
+    manifest = json.load(open(tmp_path / "gone" / "manifest.json"))
+    assert manifest["status"] == "incomplete" and manifest["counts"]["images"] == 3
+
+
+def test_mask_zip_error_keeps_the_images_and_writes_the_manifest(world, tmp_path):
+    out = tmp_path / "zipfail"
+    zip_path = "/masks/test-masks/test-masks-0.zip"
+    with fault(world, zip_path, 503) as f:
+        with pytest.raises(dl.DownloadError) as e:
+            run(world, out, ["Pizza"], retries=1, retry_backoff=0)
+        assert f.count() == 2
+    assert world["masks"] + zip_path[len("/masks"):] in str(e.value)
+    assert "\n" not in str(e.value)
+    assert len(os.listdir(out / "images")) == 3
+    manifest = json.load(open(out / "manifest.json"))
+    assert manifest["status"] == "failed"
+    assert manifest["counts"]["images"] == 3 and manifest["counts"]["masks"] == 0
+
+
+def test_cli_network_errors_print_one_line_with_the_url_and_exit_2(world, tmp_path):
+    path = "/meta/test-annotations-object-segmentation.csv"
+    with fault(world, path, 410):
+        res = cli(world, tmp_path / "cli410")
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert len(lines) == 1, res.stderr[-2000:]
+    assert world["meta"] + path[len("/meta"):] in lines[0] and "HTTP 410" in lines[0]
+    assert "run the same command again to resume" in lines[0]
+    # connection refused, through the console script when it is installed
+    script = os.path.join(os.path.dirname(sys.executable), "openimages-download")
+    url = closed_port_url() + "/meta"
+    args = ["download", "--classes", "Dog", "--split", "test", "--out",
+            str(tmp_path / "cli-refused"), "--metadata-url", url, "--retries", "0", "--quiet"]
+    cmd = [script] + args if os.path.exists(script) else \
+        [sys.executable, "-c", "import sys; from openimages.__main__ import main; "
+                               "sys.exit(main())"] + args
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-2000:]
+    assert url + "/class-descriptions-boxable.csv" in lines[0]
+    assert "run the same command again to resume" in lines[0]
+
+
+def test_traffic_sample_download_error_stays_one_line(world, tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    from samples.traffic import train as traffic
+    path = "/meta/train-annotations-object-segmentation.csv"
+    with fault(world, path, 410):
+        with pytest.raises(SystemExit) as e:
+            traffic.main(["download", "--out", str(tmp_path / "traffic"), "--splits", "train",
+                          "--metadata-url", world["meta"], "--masks-url", world["masks"],
+                          "--s3-endpoint", world["s3"], "--quiet"])
+    assert e.value.code == 2
+    lines = [l for l in capsys.readouterr().err.splitlines() if l.strip()]
+    assert len(lines) == 1 and world["meta"] + path[len("/meta"):] in lines[0], lines
+    assert "run the same command again" in lines[0].lower()
+
+
+def test_run_where_no_class_has_masks_fails_and_says_why(world, tmp_path):
+    with pytest.raises(dl.EmptySubsetError, match="Tortoise.*no segmentation masks"):
+        run(world, tmp_path / "tortoise", ["Tortoise"])
+    manifest = json.load(open(tmp_path / "tortoise" / "manifest.json"))
+    assert manifest["status"] == "empty" and manifest["counts"]["images"] == 0
+    res = cli(world, tmp_path / "tortoise-cli", classes=("Tortoise",))
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 2 and "Tortoise" in lines[-1] and "no segmentation masks" in \
+        lines[-1], res.stderr[-2000:]
+    # with a class that has masks, the run succeeds and still says so at the end
+    res = cli(world, tmp_path / "pizza-tortoise", classes=("Pizza", "Tortoise"))
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Tortoise" in lines[-1] and "no segmentation masks" in lines[-1]
+
+
+def interrupt_after(monkeypatch, n_calls):
+    """The n-th image request raises KeyboardInterrupt (a Ctrl-C mid-run)."""
+    original = dl.make_s3_client
+    calls = {"n": 0}
+
+    def flaky_client(*args, **kwargs):
+        client = original(*args, **kwargs)
+        real = client.get_object
+
+        def get_object(**kw):
+            calls["n"] += 1
+            if calls["n"] == n_calls:
+                raise KeyboardInterrupt("simulated Ctrl-C")
+            return real(**kw)
+        client.get_object = get_object
+        return client
+    monkeypatch.setattr(dl, "make_s3_client", flaky_client)
+    return lambda: monkeypatch.setattr(dl, "make_s3_client", original)
+
+
+def test_manifest_counts_and_bytes_cover_every_run_after_a_resume(world, tmp_path, monkeypatch):
+    out = tmp_path / "cumulative"
+    restore = interrupt_after(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        run(world, out, ["Dog", "Pizza"], workers=1)
+    restore()
+    before = len(os.listdir(out / "images"))
+    m = run(world, out, ["Dog", "Pizza"], workers=1)
+    image_bytes = sum(os.path.getsize(out / "images" / f) for f in os.listdir(out / "images"))
+    mask_bytes = sum(os.path.getsize(out / "masks" / f) for f in os.listdir(out / "masks"))
+    c = m["counts"]
+    assert (c["images"], c["masks"]) == (7, 10)
+    assert c["images_already_present"] == before and c["images_downloaded"] == 7 - before
+    assert m["bytes_on_disk"] == {"images": image_bytes, "masks": mask_bytes,
+                                  "total": image_bytes + mask_bytes}
+    # every image was fetched once, over two runs: the total counts both runs
+    assert m["bytes_downloaded"]["images"] == image_bytes
+    assert m["bytes_downloaded_this_run"]["images"] < image_bytes
+    assert m["runs"] == 2
+    # a third run finds everything: nothing downloaded, and the summary says just that
+    again = run(world, out, ["Dog", "Pizza"], limit_per_class=5)
+    assert again["bytes_downloaded_this_run"]["images"] == 0
+    assert again["bytes_downloaded"]["images"] == image_bytes
+    text = dl.summary_text(again)
+    assert "this run: downloaded 0 images and 0 masks; 7 images and 10 masks were already " \
+           "there" in text
+    assert "Open Images has only 3 Pizza images with masks in the test split (5 asked " \
+           "for)" in text
+    assert "3 of the 5" not in text
+
+
+def test_orphan_part_files_of_killed_runs_are_removed_at_start(world, tmp_path):
+    out = tmp_path / "orphans"
+    run(world, out, ["Pizza"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        orphans = [out / "images" / "000cc62f167d9fa4.jpg.part-{}".format(dead.pid),
+                   out / "masks" / "x.png.part-{}".format(dead.pid),
+                   out / ".cache" / "test-annotations-object-segmentation.csv.part",
+                   out / "manifest.json.part"]
+        busy = out / "images" / "0a9e4fa5b0806fc2.jpg.part-{}".format(alive.pid)
+        for p in orphans + [busy]:
+            p.write_bytes(b"half")
+        run(world, out, ["Pizza"])
+        assert part_files(out) == [os.path.relpath(str(busy), str(out))]  # another run's
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def member_range_zip(path, members):
+    """A stored zip of (name, bytes) in order; returns {name: (start, end)} of each member's
+    bytes in the file (local header to the next member)."""
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members:
+            z.writestr(name, data, compress_type=zipfile.ZIP_STORED)
+    with zipfile.ZipFile(path) as z:
+        infos = sorted(z.infolist(), key=lambda i: i.header_offset)
+        cd = z.start_dir
+    ends = [i.header_offset for i in infos[1:]] + [cd]
+    return {i.filename: (i.header_offset, e) for i, e in zip(infos, ends)}
+
+
+@pytest.fixture(scope="module")
+def gap_zip(tmp_path_factory, world):
+    """A zip where a 214 kB unrelated member sits between two small wanted ones."""
+    from fake_openimages import serve
+    root = tmp_path_factory.mktemp("gapzip")
+    rng = np.random.RandomState(1)
+    small = [open(os.path.join(world["sample"], "test-masks", n), "rb").read()
+             for n in world["masks_list"][:3]]
+    members = [("0000000000000000_m0decoy_00000000.png", rng.bytes(300000)),
+               ("a", small[0]), ("big", rng.bytes(214000)), ("c", small[1]),
+               ("d", small[2]), ("e", small[0]),
+               ("9999999999999999_m0decoy_99999999.png", rng.bytes(100000))]
+    spans = member_range_zip(str(root / "gap.zip"), members)
+    httpd, handler, url = serve(str(root))
+    yield {"url": url + "/gap.zip", "handler": handler, "spans": spans}
+    httpd.shutdown()
+
+
+def test_range_reads_skip_a_big_unrelated_member_between_wanted_ones(gap_zip, tmp_path):
+    import requests
+
+    from openimages.rangezip import RemoteZip
+    handler, spans = gap_zip["handler"], gap_zip["spans"]
+    wanted = sum(spans[n][1] - spans[n][0] for n in ("a", "c"))
+    del handler.requests[:]
+    z = RemoteZip(gap_zip["url"], requests.Session(), cache_dir=str(tmp_path))
+    data = z.read_members(["a", "c"])
+    index = sum(r[3] for r in handler.requests if r[1].startswith("bytes=-"))
+    fetched = sum(r[3] for r in handler.requests)
+    assert fetched == z.bytes_fetched
+    assert fetched <= 2 * (wanted + index), (fetched, wanted, index)
+    assert len(data["a"]) and len(data["c"])
+    # with the index cached, only member bytes travel: at most twice what is wanted
+    del handler.requests[:]
+    z = RemoteZip(gap_zip["url"], requests.Session(), cache_dir=str(tmp_path))
+    z.read_members(["a", "c"])
+    assert z.bytes_fetched == sum(r[3] for r in handler.requests) <= 2 * wanted
+
+
+def test_neighbouring_wanted_members_come_in_one_request(gap_zip, tmp_path):
+    import requests
+
+    from openimages.rangezip import RemoteZip
+    handler, spans = gap_zip["handler"], gap_zip["spans"]
+    z = RemoteZip(gap_zip["url"], requests.Session(), cache_dir=str(tmp_path))
+    z.entries()
+    del handler.requests[:]
+    z.read_members(["c", "e"])           # "d" (small) lies between them: one request
+    assert len(handler.requests) == 1
+    assert handler.requests[0][3] == spans["e"][1] - spans["c"][0]
+
+
+@pytest.fixture
+def poisoned(tmp_path, openimages_sample):
+    """The local fixture with a segmentation CSV serving poison among good rows."""
+    from fake_openimages import build_world, serve, start_s3
+    root = tmp_path / "server"
+    ids = ["00a1ab47b5439e8c", "00b20c960e6e82c2"]
+    uploads = build_world(root, openimages_sample, {"test": ids}, relabel={},
+                          segmentation_mids=[DOG])
+    csv_path = root / "meta" / "test-annotations-object-segmentation.csv"
+    good = csv_path.read_text().splitlines()
+    box = ",0.1,0.5,0.1,0.5,0.9,"
+    poison = ["../../x.png,00a1ab47b5439e8c,/m/0bt9lr,deadbeef" + box,
+              "00a1ab47b5439e8c_m0bt9lr_deadbeef.png,../../../evil,/m/0bt9lr,deadbeef" + box,
+              "0000000000000001/../../y.png,0000000000000001/../..,/m/0bt9lr,deadbeef" + box]
+    csv_path.write_text("\n".join(good + poison) + "\n")
+    with zipfile.ZipFile(root / "masks" / "test-masks" / "test-masks-0.zip", "a") as z:
+        z.writestr("../../x.png", open(os.path.join(
+            openimages_sample, "test-masks", "00a1ab47b5439e8c_m0bt9lr_ece6d8d8.png"),
+            "rb").read())
+    httpd, _, url = serve(str(root))
+    s3server, endpoint, s3 = start_s3()
+    for key, path in uploads["test"]:
+        s3.upload_file(path, "open-images-dataset", key)
+    s3.put_object(Bucket="open-images-dataset", Key="test/../../../evil.jpg",
+                  Body=open(uploads["test"][0][1], "rb").read())
+    yield {"meta": url + "/meta", "masks": url + "/masks", "s3": endpoint, "ids": ids,
+           "lines": (len(good) + 1, len(good) + 2, len(good) + 3)}
+    s3server.stop()
+    httpd.shutdown()
+
+
+def test_poisoned_metadata_rows_are_refused_and_nothing_escapes_out_dir(poisoned, tmp_path):
+    out = tmp_path / "place" / "out"
+    out.parent.mkdir()
+    m = dl.download(["Dog"], "test", str(out), metadata_url=poisoned["meta"],
+                    masks_url=poisoned["masks"], s3_endpoint=poisoned["s3"], progress=False,
+                    workers=2)
+    written = sorted(os.path.relpath(os.path.join(d, f), str(tmp_path / "place"))
+                     for d, _, files in os.walk(tmp_path / "place") for f in files)
+    assert all(w.startswith("out" + os.sep) for w in written), written
+    assert not os.path.exists(tmp_path / "x.png") and not os.path.exists(tmp_path / "evil.jpg")
+    assert sorted(os.listdir(out / "images")) == [i + ".jpg" for i in poisoned["ids"]]
+    assert m["counts"]["images"] == 2 and m["counts"]["masks"] == 2
+    rejected = m["rejected_rows"]
+    assert rejected["count"] == 3
+    name = "test-annotations-object-segmentation.csv"
+    a, b, c = poisoned["lines"]
+    assert rejected["rows"][0].startswith("{} line {}: MaskPath '../../x.png'".format(name, a))
+    assert rejected["rows"][1].startswith("{} line {}: ImageID '../../../evil'".format(name, b))
+    assert rejected["rows"][2].startswith("{} line {}: ImageID ".format(name, c))
+    assert any("3 rows" in w and name in w for w in m["warnings"])
+
+
+def test_open_images_name_forms(openimages_sample):
+    from openimages.names import check_image_id, check_mask_path
+    names = os.listdir(os.path.join(openimages_sample, "test-masks"))
+    names.append("677c122b0eaa5d16_m04yx4_9a041d52.png")      # a real train row
+    # every boxable class's MID, as MaskPath writes it (/m/01_5g -> m01_5g)
+    with open(os.path.join(openimages_sample, "class-descriptions-boxable.csv")) as f:
+        mids = [row[0] for row in csv.reader(f)]
+    assert "/m/01_5g" in mids and "/m/0199g" in mids and len(mids) > 500
+    names += ["0123456789abcdef_{}_0badf00d.png".format(m.replace("/", "")) for m in mids]
+    for n in names:
+        assert check_mask_path(n, n[:16]) is None, n
+        assert check_image_id(n[:16]) is None
+    for bad_id in ["../x", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "",
+                   "0123456789abcde/", "0123456789abcdef\n"]:
+        assert check_image_id(bad_id) is not None, bad_id
+    iid = "0123456789abcdef"
+    for bad in ["../../x.png", iid + "_m0bt9lr_deadbeef.png/../../x.png",
+                iid + "_m0bt9lr_deadbeef.jpg", iid + "_m0bt9lr_deadbee.png",
+                iid + "_bt9lr_deadbeef.png", iid + "_m0bt9lr_DEADBEEF.png",
+                "fedcba9876543210_m0bt9lr_deadbeef.png", iid + "_m0/t9lr_deadbeef.png",
+                iid + "_m0bt9lr_deadbeef.png\n", iid + "_m0b.t9lr_deadbeef.png"]:
+        assert check_mask_path(bad, iid) is not None, bad
+
+
+def test_written_names_never_leave_their_folder(tmp_path):
+    from openimages.names import inside
+    folder = str(tmp_path / "masks")
+    assert inside(folder, "0123456789abcdef_m0bt9lr_deadbeef.png") == os.path.join(
+        folder, "0123456789abcdef_m0bt9lr_deadbeef.png")
+    for bad in ["../x.png", "a/../../x.png", "sub/x.png", "/etc/x.png", "", ".", "..",
+                "x\0.png"]:
+        with pytest.raises(ValueError, match="refusing to write"):
+            inside(folder, bad)
