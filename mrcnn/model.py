@@ -571,11 +571,9 @@ class MaskRCNN(object):
             masks = np.delete(masks, exclude_ix, axis=0)
             N = class_ids.shape[0]
 
-        threshold = self.config.DETECTION_MASK_THRESHOLD
-        full_masks = [utils.unmold_mask(masks[i], boxes[i], original_image_shape, threshold)
-                      for i in range(N)]
-        full_masks = np.stack(full_masks, axis=-1) if full_masks else \
-            np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool)
+        # the classic unmold_mask per detection, without a full-size temporary each
+        full_masks = utils.unmold_masks(masks, boxes, original_image_shape,
+                                        self.config.DETECTION_MASK_THRESHOLD)
         return boxes, class_ids, scores, full_masks
 
     def _predict(self, molded_images, image_metas, anchors):

@@ -179,3 +179,33 @@ def test_check_mask_no_instances_gives_empty_arrays_of_image_size():
     assert mask.shape == (9, 7, 0) and mask.dtype == bool and ids.shape == (0,)
     mask, ids = utils.check_mask([], [], image_shape=(9, 7, 3))
     assert mask.shape == (9, 7, 0)
+
+
+def test_unmold_masks_matches_unmold_mask_on_every_mask_of_a_100_detection_image():
+    # the batched paste (issue 13): the classic result, mask by mask, on a 1024x1024
+    # image with boxes of every size, at the edges, and of 1 pixel
+    rng = np.random.RandomState(7)
+    n, size = 100, 1024
+    probs = rng.rand(n, 28, 28).astype(np.float32)
+    probs[:10] = np.round(probs[:10] * 4) / 4          # values right at the threshold
+    y1, x1 = rng.randint(0, size - 1, n), rng.randint(0, size - 1, n)
+    h, w = rng.randint(1, 400, n), rng.randint(1, 400, n)
+    boxes = np.stack([y1, x1, np.minimum(y1 + h, size), np.minimum(x1 + w, size)], axis=1)
+    boxes[0] = [0, 0, 1, 1]
+    boxes[1] = [size - 300, size - 2, size, size]
+    for threshold in (0.5, 0.3):
+        fast = utils.unmold_masks(probs, boxes, (size, size, 3), threshold)
+        assert fast.shape == (size, size, n) and fast.dtype == bool
+        for i in range(n):
+            classic = utils.unmold_mask(probs[i], boxes[i], (size, size, 3), threshold)
+            assert (fast[:, :, i] != classic).sum() <= 1, i
+        diff = sum(int((fast[:, :, i] != utils.unmold_mask(probs[i], boxes[i], (size, size),
+                                                              threshold)).sum())
+                   for i in range(n))
+        assert diff == 0
+
+
+def test_unmold_masks_handles_no_detections_and_empty_boxes():
+    assert utils.unmold_masks(np.zeros((0, 28, 28)), np.zeros((0, 4)), (5, 6)).shape == (5, 6, 0)
+    out = utils.unmold_masks(np.ones((1, 28, 28)), [[3, 3, 3, 5]], (5, 6))
+    assert not out.any()
