@@ -200,3 +200,22 @@ def test_via_single_class_empty_images_and_errors(tmp_path):
     (tmp_path / "v3.json").write_text(json.dumps({"project": {}, "metadata": {}}))
     with pytest.raises(ValueError, match="VIA 3"):
         read_via_json(str(tmp_path / "v3.json"))
+
+
+def test_via_masks_follow_the_exif_orientation_of_the_image(tmp_path):
+    # a phone photo stored 30x40 (rows x cols) with orientation 6: shown 40x30
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(tmp_path / "p.jpg",
+                                                              exif=exif.tobytes())
+    region = {"shape_attributes": {"name": "rect", "x": 2, "y": 30, "width": 5, "height": 6},
+              "region_attributes": {}}          # drawn on the upright (displayed) photo
+    (tmp_path / "via.json").write_text(json.dumps(
+        {"p.jpg1": {"filename": "p.jpg", "regions": [region]}}))
+    ds = ViaDataset()
+    ds.load_via(str(tmp_path / "via.json"))
+    ds.prepare()
+    image = ds.load_image(0)
+    assert image.shape == (40, 30, 3)
+    mask, ids = ds.load_mask_checked(0, image_shape=image.shape)
+    assert mask.shape == (40, 30, 1) and mask[30:36, 2:7, 0].all() and mask.sum() == 30

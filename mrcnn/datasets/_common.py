@@ -1,7 +1,7 @@
 """Helpers the folder loaders share."""
 import os
 
-from PIL import Image
+from .. import imageops
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -18,14 +18,10 @@ def list_images(folder, what="images"):
     return files
 
 
-def image_size(path):
-    """(height, width) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, ValueError) as e:
-        raise ValueError("cannot read image {}: {}. Replace or remove the file.".format(
-            path, e)) from None
+def image_size(path, exif_orientation=True):
+    """(height, width) from the file header, without decoding the pixels, as
+    ``read_image`` will return it (EXIF orientation applied unless told not to)."""
+    return imageops.image_size(path, exif_orientation=exif_orientation)
 
 
 def add_classes(dataset, source, names):
@@ -35,3 +31,4 @@ def add_classes(dataset, source, names):
         dataset.add_class(source, i, name)
         ids[name] = i
     return ids
+

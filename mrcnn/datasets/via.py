@@ -114,7 +114,7 @@ class ViaDataset(Dataset):
             if not os.path.isfile(path):
                 missing.append(path)
                 continue
-            h, w = image_size(path)
+            h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=entry["filename"], path=path, height=h, width=w,
                            regions=entry["regions"])
         if missing:
