@@ -202,6 +202,27 @@ def test_via_single_class_empty_images_and_errors(tmp_path):
         read_via_json(str(tmp_path / "v3.json"))
 
 
+def test_via_filenames_never_reach_outside_the_image_folder(tmp_path, caplog):
+    via_files(tmp_path / "train")
+    write_image(str(tmp_path / "secret.jpg"), value=255)
+    data = json.loads((tmp_path / "train" / "v2.json").read_text())
+    data["a.jpg1234"]["filename"] = "../secret.jpg"                 # climbs out
+    data["b.jpg99"]["filename"] = str(tmp_path / "secret.jpg")      # absolute, outside
+    (tmp_path / "train" / "evil.json").write_text(json.dumps(data))
+    with pytest.raises(FileNotFoundError, match=r"2 images of .*evil\.json are missing.*only "
+                                                r"read from inside image_dir"):
+        ViaDataset().load_via(str(tmp_path / "train" / "evil.json"))
+    assert "point outside" in caplog.text
+    # a Windows export's "images\\a.jpg" is found, by its base name
+    data["a.jpg1234"]["filename"] = "images\\a.jpg"
+    data["b.jpg99"]["filename"] = "b.jpg"
+    (tmp_path / "train" / "win.json").write_text(json.dumps(data))
+    ds = ViaDataset()
+    ds.load_via(str(tmp_path / "train" / "win.json"))
+    assert [ds.image_info[i]["path"] for i in range(2)] == [
+        str(tmp_path / "train" / "a.jpg"), str(tmp_path / "train" / "b.jpg")]
+
+
 def test_via_masks_follow_the_exif_orientation_of_the_image(tmp_path):
     # a phone photo stored 30x40 (rows x cols) with orientation 6: shown 40x30
     exif = Image.Exif()

@@ -1,5 +1,7 @@
 """Helpers the folder loaders share."""
 import os
+import posixpath
+import re
 
 from .. import imageops
 
@@ -32,3 +34,36 @@ def add_classes(dataset, source, names):
         ids[name] = i
     return ids
 
+
+def find_named_file(folder, name):
+    """Where a file named by an annotation file (a COCO ``file_name``, a VIA
+    ``filename``) is read from. Always inside ``folder``: never a path outside it.
+
+    name: as the annotation tool wrote it, with ``/`` or ``\\`` (Windows exports, e.g.
+    Label Studio's ``images\\x.jpg``). A relative name is looked up as given, then by its
+    base name (``images/x.jpg`` -> ``folder/x.jpg``). A name that is absolute, has a
+    drive letter, or climbs out of the folder with ``..`` is looked up by its base name
+    only, inside the folder.
+
+    Returns: (path or None when no such file is in the folder, outside), outside being
+    True when the name pointed outside the folder.
+    Raises ValueError when name is not a non-empty string.
+    """
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ValueError("{!r} is not a file name".format(name))
+    posix = name.replace("\\", "/")
+    base = posixpath.basename(posix.rstrip("/"))
+    outside = posix.startswith("/") or bool(re.match(r"^[A-Za-z]:", posix))
+    candidates = []
+    if not outside:
+        relative = posixpath.normpath(posix)
+        if relative == ".." or relative.startswith("../"):
+            outside = True
+        else:
+            candidates.append(os.path.join(folder, *relative.split("/")))
+    if base not in ("", ".", ".."):
+        candidates.append(os.path.join(folder, base))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path, outside
+    return None, outside
