@@ -118,15 +118,25 @@ class Dataset(object):
         """The path or URL of the image."""
         return self.image_info[image_id]["path"]
 
-    def load_image(self, image_id):
-        """Load the image as RGB uint8 [H, W, 3].
+    #: Apply the EXIF orientation of image files (as viewers and annotation tools show
+    #: them; see ``mrcnn.imageops.decode_image``). Set False in a subclass when the
+    #: annotations were made on the stored pixels.
+    exif_orientation = True
 
-        Grayscale becomes RGB, alpha is dropped, 16-bit is scaled to 8-bit. A missing or
+    def load_image(self, image_id):
+        """Load the image as RGB uint8 [H, W, 3] with ``mrcnn.utils.read_image``.
+
+        Grayscale becomes RGB, alpha is dropped, 16-bit keeps its high byte, CMYK is
+        converted, EXIF orientation is applied (``exif_orientation``). A missing or
         corrupt file raises an error that names the image id and its path.
+
+        An override may return uint8 RGB, grayscale, RGBA, uint16, or floats in [0, 1]
+        or [0, 255]: training converts them by the same rule as ``detect``
+        (``mrcnn.imageops.as_model_image``).
         """
         path = self.image_info[image_id]["path"]
         try:
-            return read_image(path)
+            return read_image(path, exif_orientation=self.exif_orientation)
         except (OSError, ValueError) as e:
             raise type(e)("Dataset.load_image(image_id={}): {}".format(image_id, e)) from None
 

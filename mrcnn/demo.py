@@ -12,8 +12,9 @@ default (localhost only; ``--host 0.0.0.0`` shares it on the network). The page 
 - downloads of the drawn result (PNG) and of the detections (JSON: box, class, score
   and an RLE mask per instance, in the uploaded image's pixels);
 - a status line. Bad uploads (not an image, a corrupt file, too large) get a plain
-  sentence there, never a stack trace; grayscale and RGBA images are converted to RGB
-  and the status says so.
+  sentence there, never a stack trace; grayscale, 16-bit, CMYK and RGBA images are
+  converted to RGB by the same reader as training (``mrcnn.utils.read_image``: alpha
+  dropped, EXIF orientation applied) and the status says so.
 
 It runs on CPU. The page logic (``DemoApp``) is plain Python and is tested without a
 browser; tests/test_demo_browser.py drives the real page in headless Chromium.
@@ -36,10 +37,26 @@ class UploadError(ValueError):
     """An upload the demo cannot use; the message is shown to the user as is."""
 
 
+NOTES = {
+    "grayscale": "The image is grayscale; it was converted to RGB.",
+    "16-bit": "It has 16 bits per channel; the high byte of each value was kept.",
+    "float": "It holds floating-point values; they were scaled to 0-255.",
+    "CMYK": "The image is CMYK; it was converted to RGB.",
+    "palette": "",
+    "transparency": "The image has transparency; the alpha channel was dropped (the model "
+                    "sees the stored colours, as in training).",
+    "EXIF orientation": "It was turned upright as its EXIF orientation says.",
+}
+
+
 def read_upload(path, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS):
     """An uploaded file -> (RGB uint8 [H, W, 3], note). Raises UploadError with a
-    sentence for the user. The note says what was converted (grayscale, alpha)."""
+    sentence for the user. The note says what was converted (grayscale, alpha, ...).
+
+    The pixels come from ``mrcnn.imageops.decode_image``, the reader training and the
+    samples use, so the page shows what the model was trained on."""
     from PIL import Image, UnidentifiedImageError
+    from .imageops import decode_image
     if not path or not os.path.isfile(path):
         raise UploadError("No image received. Choose an image file (PNG or JPEG) and "
                           "upload it again.")
@@ -50,36 +67,24 @@ def read_upload(path, max_bytes=MAX_UPLOAD_BYTES, max_pixels=MAX_PIXELS):
                           "image.".format(name, size / 2 ** 20, max_bytes / 2 ** 20))
     if size == 0:
         raise UploadError("{} is empty. Please upload an image file.".format(name))
+    not_an_image = UploadError("{} is not an image this demo can read (or it is damaged). "
+                               "Please upload a PNG or JPEG photo.".format(name))
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # the header only: refuse huge images before decoding
             width, height = im.size
-            if width * height > max_pixels:
-                raise UploadError("{} is {}x{} pixels; the limit is {:.3g} megapixels. Please "
-                                  "upload a smaller image.".format(name, width, height,
-                                                                   max_pixels / 1e6))
-            mode = im.mode
-            im.load()
-            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-                note = "The image has transparency; it was flattened onto white."
-                rgba = im.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                rgb = Image.alpha_composite(background, rgba).convert("RGB")
-            elif mode in ("L", "1", "I", "I;16", "F"):
-                note = "The image is grayscale; it was converted to RGB."
-                rgb = im.convert("L").convert("RGB") if mode in ("I", "I;16", "F") \
-                    else im.convert("RGB")
-            elif mode == "CMYK":
-                note = "The image is CMYK; it was converted to RGB."
-                rgb = im.convert("RGB")
-            else:
-                note = ""
-                rgb = im.convert("RGB")
-    except UploadError:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise UploadError("{} is not an image this demo can read (or it is damaged). Please "
-                          "upload a PNG or JPEG photo.".format(name)) from None
-    return np.asarray(rgb, dtype=np.uint8), note
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError):
+        raise not_an_image from None
+    if width * height > max_pixels:
+        raise UploadError("{} is {}x{} pixels; the limit is {:.3g} megapixels. Please "
+                          "upload a smaller image.".format(name, width, height,
+                                                           max_pixels / 1e6))
+    try:
+        image, notes = decode_image(path)
+    except (OSError, ValueError):
+        raise not_an_image from None
+    note = " ".join(NOTES[n] for n in notes if NOTES.get(n))
+    return image, note
 
 
 def _rle(mask):

@@ -90,9 +90,12 @@ def encode_mask(mask):
 
 
 def ground_truth_from_json(annotation_json):
-    """Ground truth straight from a COCO JSON file (ids are the file's own)."""
-    coco = _quiet(COCO, os.fspath(annotation_json))
-    return CocoGroundTruth(coco)
+    """Ground truth straight from a COCO JSON file (image and category ids are the
+    file's own; annotation ids starting at 0 or repeated, as Label Studio writes them,
+    are renumbered 1..N so that pycocotools matches every one: see
+    ``mrcnn.datasets.coco.read_coco``, whose map back is ``gt.coco.annotation_id_map``)."""
+    from .datasets.coco import read_coco
+    return CocoGroundTruth(read_coco(annotation_json))
 
 
 def ground_truth_from_dataset(dataset, image_ids=None):
@@ -210,7 +213,10 @@ def evaluate_coco(gt, detections, iou_types=("bbox", "segm"), image_ids=None,
         pr_curve_<iou_type>.png (paths in out["pr_curves"]).
 
     Returns: {iou_type: {"AP": ..., "AP50": ..., ..., "AR100": ...,
-              "per_category": {name: {"category_id", "AP", "AP50"}}}, "num_images": n}
+              "per_category": {category_id: {"category_id", "name", "AP", "AP50"}}},
+              "num_images": n}
+    per_category is keyed by the COCO category id (names may repeat); in a saved
+    report (JSON) the keys are strings.
     AP values are in [0, 1]; -1 where pycocotools has nothing to average (no ground
     truth in that area range).
     """
@@ -254,8 +260,17 @@ def _per_category(gt, E):
         p50 = precision[0, :, k, 0, -1]
         ap = float(np.mean(p[p > -1])) if np.any(p > -1) else float("nan")
         ap50 = float(np.mean(p50[p50 > -1])) if np.any(p50 > -1) else float("nan")
-        table[gt.category_name(cat_id)] = {"category_id": int(cat_id), "AP": ap, "AP50": ap50}
+        table[int(cat_id)] = {"category_id": int(cat_id), "name": gt.category_name(cat_id),
+                              "AP": ap, "AP50": ap50}
     return table
+
+
+def category_label(key, entry):
+    """"name (id)" of a per_category entry; reports saved before entries had a name
+    were keyed by name."""
+    name = entry.get("name", key)
+    cat_id = entry.get("category_id")
+    return "{} ({})".format(name, cat_id) if cat_id is not None else str(name)
 
 
 def _ground_truth_instances(dataset, image_id):
@@ -392,12 +407,14 @@ def format_coco_table(coco_results):
         cats = list(coco_results[types[0]]["per_category"])
         if cats:
             lines.append("")
-            header = "{:<24}".format("category") + "".join(
+            header = "{:<24}".format("category (id)") + "".join(
                 "{:>10}".format(t + " AP") for t in types) + "".join(
                 "{:>10}".format(t + " AP50") for t in types)
             lines.append(header)
             for c in cats:
-                row = "{:<24}".format(c[:24])
+                label = category_label(c, coco_results[types[0]]["per_category"][c])
+                row = "{:<24}".format(label if len(label) <= 24 else label[:15] + "..." +
+                                      label[-6:])
                 row += "".join("{:>10}".format(_fmt(coco_results[t]["per_category"][c]["AP"]))
                                for t in types)
                 row += "".join("{:>10}".format(_fmt(coco_results[t]["per_category"][c]["AP50"]))

@@ -244,6 +244,14 @@ def check_mask(mask, class_ids, image_shape=None, image_id=None, reference=None,
                 fail("mask has shape {}, which looks like [instances, height, width]"
                      .format(mask.shape),
                      "Return masks as [height, width, instances]: np.transpose(mask, (1, 2, 0)).")
+            if mask.shape[:2] == (w, h) and h != w:
+                fail("mask size {}x{} is the image size {}x{} turned by 90 degrees".format(
+                    mask.shape[0], mask.shape[1], h, w),
+                    "The image file probably has an EXIF orientation, which read_image "
+                    "applies (images come out as viewers and annotation tools show them). "
+                    "If the annotations were made on the stored pixels, set "
+                    "exif_orientation = False on the dataset class; otherwise fix the "
+                    "width/height the annotations give for this image.")
             fail("mask size {}x{} differs from the image size {}x{}".format(
                 mask.shape[0], mask.shape[1], h, w),
                 "Resize each mask to the image with nearest-neighbour interpolation "

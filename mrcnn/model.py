@@ -39,7 +39,7 @@ from .detection import DetectionLayer, refine_detections_graph  # noqa: F401
 from .graph_ops import (apply_box_deltas_graph, clip_boxes_graph, denorm_boxes_graph,  # noqa: F401
                         norm_boxes_graph, parse_image_meta_graph)
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
-from .imageops import to_rgb_uint8
+from .imageops import as_model_image, resize_scale
 from .roi_align import PyramidROIAlign, UnflattenRois  # noqa: F401
 from .rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
 from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # noqa: F401
@@ -601,18 +601,27 @@ class MaskRCNN(object):
     def detect(self, images, verbose=0):
         """Detect instances in a list of images.
 
-        images: list of [H, W, 3] RGB images (uint8; grayscale and RGBA are converted),
-            any number of them, processed BATCH_SIZE at a time. With IMAGE_RESIZE_MODE
-            "pad64" or "none", images of different sizes are run one size at a time.
-        Returns: one dict per image with
+        images: a list of images (or an array [N, H, W, 3] of N images), any number of
+            them, processed BATCH_SIZE at a time. Each image is [H, W, 3] RGB uint8;
+            grayscale [H, W], RGBA, uint16 and float images (values in [0, 1] or
+            [0, 255]) are converted by the rule training uses
+            (``mrcnn.imageops.as_model_image``). One image alone is not accepted: pass
+            ``[image]`` (the classic API always took a list; a single [H, W, 3] array
+            would otherwise be read as H images of one row each). With
+            IMAGE_RESIZE_MODE "pad64" or "none", images of different sizes are run one
+            size at a time.
+        Returns: one dict per image, in order, with
             rois: int32 [N, (y1, x1, y2, x2)] in original image pixels,
             class_ids: int32 [N], scores: float32 [N],
             masks: bool [H, W, N] at the original image size.
+        Every image is checked before any is run: a path instead of pixels, an empty
+        image, one of the wrong shape or dtype, NaN pixels, or one that resizing would
+        shrink to nothing raises TypeError/ValueError naming its index.
         Safe to call from several threads on one model.
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
-        images = [self._as_rgb(i, image) for i, image in enumerate(images)]
+        images = self._check_images(images)
         if verbose:
             log("Processing {} images".format(len(images)))
             for image in images:
@@ -674,16 +683,55 @@ class MaskRCNN(object):
                             "masks": masks})
         return results
 
-    @staticmethod
-    def _as_rgb(index, image):
-        image = np.asarray(image)
-        if image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8:
-            return image
+    def _check_images(self, images):
+        """The images of a detect() call, converted and checked before any work."""
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise TypeError(
+                "detect() takes a list of images; got one array of shape {}. Pass "
+                "[image] (a list of one image) and take results[0]; an array [N, H, W, 3] "
+                "of N images is also accepted.".format(images.shape))
+        if isinstance(images, (str, bytes, os.PathLike)):
+            raise TypeError("detect() takes a list of images (pixel arrays); got the path "
+                            "{!r}. Read it first: detect([mrcnn.utils.read_image(path)])"
+                            .format(os.fspath(images)))
         try:
-            return to_rgb_uint8(image)
-        except ValueError as e:
-            raise ValueError("detect: image {} with shape {} and dtype {}: {}".format(
-                index, image.shape, image.dtype, e)) from None
+            images = list(images)
+        except TypeError:
+            raise TypeError("detect() takes a list of images (NumPy arrays [H, W, 3]); got "
+                            "{}. Pass [image].".format(type(images).__name__)) from None
+        config = self.config
+        out = []
+        for i, image in enumerate(images):
+            what = "shape {}, dtype {}".format(getattr(image, "shape", None),
+                                               getattr(image, "dtype", None)) \
+                if hasattr(image, "shape") else type(image).__name__
+            try:
+                image = self._as_rgb(i, image, config.IMAGE_CHANNEL_COUNT)
+                h, w = image.shape[:2]
+                resize_scale(h, w, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
+                             min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE)
+                if config.IMAGE_RESIZE_MODE == "none" and isinstance(config.BACKBONE, str) \
+                        and (h % 32 or w % 32):
+                    raise ValueError(
+                        "a {}x{} image with IMAGE_RESIZE_MODE 'none': the ResNet/FPN "
+                        "network needs sides that are multiples of 32; use 'pad64' (pads "
+                        "any size) or 'square'".format(h, w))
+            except ValueError as e:
+                raise ValueError("detect: image {} of {} ({}): {}".format(
+                    i, len(images), what, e)) from None
+            out.append(image)
+        return out
+
+    @staticmethod
+    def _as_rgb(index, image, channels=3):
+        """An input image as the network takes it (``imageops.as_model_image``); raises
+        ValueError saying what is wrong with it."""
+        if not isinstance(image, (str, bytes, os.PathLike)):
+            image = np.asarray(image)
+            if channels == 3 and image.ndim == 3 and image.shape[-1] == 3 and \
+                    image.dtype == np.uint8 and image.shape[0] and image.shape[1]:
+                return image
+        return as_model_image(image, channels)
 
     # ------------------------------------------------------------------ inspection
 

@@ -187,7 +187,10 @@ def metrics_section(report):
                                                 for t in types) + " |",
                       "|---|" + "---|---|" * len(types)]
             for c in cats:
-                lines.append("| {} | {} |".format(c, " | ".join(
+                entry = cats[c]
+                label = "{} ({})".format(entry.get("name", c), entry["category_id"]) \
+                    if "category_id" in entry else str(c)
+                lines.append("| {} | {} |".format(label, " | ".join(
                     "{} | {}".format(_num(coco[t]["per_category"][c]["AP"]),
                                      _num(coco[t]["per_category"][c]["AP50"]))
                     for t in types)))

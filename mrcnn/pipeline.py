@@ -23,7 +23,7 @@ from .anchors import compute_backbone_shapes, generate_pyramid_anchors
 from .augment import augment_image_and_masks
 from .boxes import extract_bboxes
 from .data import compose_image_meta, mold_image
-from .imageops import resize_image
+from .imageops import as_model_image, resize_image
 from .masks import minimize_mask, resize_mask
 from .targets import build_rpn_targets, generate_random_rois
 
@@ -46,6 +46,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         applied after resizing.
     use_mini_mask: return masks as MINI_MASK_SHAPE crops of their boxes.
     rng: random.Random for the crop position; seed: for the augmentation.
+    The image is converted by ``imageops.as_model_image``, the rule ``detect`` uses
+    (RGB uint8; floats in [0, 1] or [0, 255], 16-bit, gray and RGBA converted).
     Returns:
         image: [H, W, 3] uint8; image_meta: [IMAGE_META_SIZE];
         class_ids: int32 [N]; bbox: int32 [N, (y1, x1, y2, x2)];
@@ -53,10 +55,15 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     Instances whose masks end up empty (cropped or augmented away) are dropped.
     """
     image = dataset.load_image(image_id)
-    if image.dtype.kind == "f" and not np.all(np.isfinite(image)):
-        raise ValueError("load_image for image_id {} ({}) returned NaN or infinite pixel "
-                         "values; return RGB uint8 (or finite floats in 0..255)".format(
-                             image_id, dataset.image_reference(image_id)))
+    try:
+        # the rule detect() uses too: floats in [0, 1] or [0, 255], 16-bit, gray, RGBA
+        image = as_model_image(image, config.IMAGE_CHANNEL_COUNT)
+    except ValueError as e:
+        raise ValueError("load_image for image_id {} ({}) returned an image of shape {} and "
+                         "dtype {} the network cannot use: {}".format(
+                             image_id, dataset.image_reference(image_id),
+                             getattr(image, "shape", None), getattr(image, "dtype", None), e)
+                         ) from None
     mask, class_ids = dataset.load_mask_checked(image_id, image_shape=image.shape)
     original_shape = image.shape
     image, window, scale, padding, crop = resize_image(

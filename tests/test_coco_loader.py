@@ -121,3 +121,60 @@ def test_real_coco_sample_loads_with_all_instances(coco_sample):
         assert sorted(mask.reshape(-1, mask.shape[-1]).sum(axis=0).tolist()) == areas
         total += len(ids)
     assert total > 0
+
+
+def test_windows_file_names_are_found_with_either_image_dir(tmp_path):
+    ann, images = write_fixture(tmp_path)
+    data = json.load(open(ann))
+    data["images"][0]["file_name"] = "images\\a.png"        # Label Studio on Windows
+    data["images"][1]["file_name"] = "images\\b.png"
+    (tmp_path / "win.json").write_text(json.dumps(data))
+    for image_dir in (str(tmp_path), images):
+        d = load_coco(str(tmp_path / "win.json"), image_dir)
+        assert [os.path.relpath(d.image_info[i]["path"], images) for i in d.image_ids] == \
+            ["a.png", "b.png"]
+        assert d.load_image(0).shape == (20, 30, 3)
+    # a Windows absolute name: looked up by its base name inside image_dir
+    data["images"][1]["file_name"] = "C:\\export\\images\\b.png"
+    (tmp_path / "drive.json").write_text(json.dumps(data))
+    d = load_coco(str(tmp_path / "drive.json"), images)
+    assert d.image_info[1]["path"] == os.path.join(images, "b.png")
+
+
+def test_file_names_never_reach_outside_image_dir(tmp_path, caplog):
+    ann, images = write_fixture(tmp_path)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    Image.fromarray(np.full((20, 30, 3), 255, np.uint8)).save(secret / "a.png")
+    Image.fromarray(np.full((10, 10, 3), 255, np.uint8)).save(secret / "x.png")
+    data = json.load(open(ann))
+    data["images"][0]["file_name"] = "../secret/a.png"
+    data["images"][1]["file_name"] = str(secret / "x.png")     # absolute, outside
+    (tmp_path / "evil.json").write_text(json.dumps(data))
+    with pytest.raises(FileNotFoundError, match=r"1 of 2 image files .*x\.png.*point outside "
+                                                r"the folder"):
+        load_coco(str(tmp_path / "evil.json"), images)
+    d = CocoDataset()
+    d.load_coco(str(tmp_path / "evil.json"), images, skip_missing=True)
+    d.prepare()
+    # "../secret/a.png" is read as images/a.png (its base name, inside), never secret/a.png
+    assert [d.image_info[i]["path"] for i in d.image_ids] == [os.path.join(images, "a.png")]
+    assert d.load_image(0)[0, 0].tolist() == [50, 50, 50]
+    assert "2 file_name(s)" in caplog.text and "point outside" in caplog.text
+    data["images"][0]["file_name"] = None
+    (tmp_path / "none.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"image id 5 of .*none\.json has no usable file_name"):
+        load_coco(str(tmp_path / "none.json"), images)
+
+
+def test_annotation_ids_from_zero_or_repeated_are_renumbered_with_a_map_back(tmp_path):
+    ann, images = write_fixture(tmp_path)
+    data = json.load(open(ann))
+    for k, a in enumerate(data["annotations"]):
+        a["id"] = [0, 7, 7, 3][k]                          # 0, and 7 twice
+    d = load_coco(data, images)
+    assert sorted(d.coco.anns) == [1, 2, 3, 4]           # none lost to the repeat
+    assert [d.original_annotation_id(i) for i in (1, 2, 3, 4)] == [0, 7, 7, 3]
+    assert data["annotations"][0]["id"] == 0             # the caller's dict is untouched
+    untouched = load_coco(ann, images)                   # positive unique ids stay as they are
+    assert sorted(untouched.coco.anns) == [1, 2, 3, 4] and untouched.annotation_id_map == {}

@@ -200,3 +200,43 @@ def test_via_single_class_empty_images_and_errors(tmp_path):
     (tmp_path / "v3.json").write_text(json.dumps({"project": {}, "metadata": {}}))
     with pytest.raises(ValueError, match="VIA 3"):
         read_via_json(str(tmp_path / "v3.json"))
+
+
+def test_via_filenames_never_reach_outside_the_image_folder(tmp_path, caplog):
+    via_files(tmp_path / "train")
+    write_image(str(tmp_path / "secret.jpg"), value=255)
+    data = json.loads((tmp_path / "train" / "v2.json").read_text())
+    data["a.jpg1234"]["filename"] = "../secret.jpg"                 # climbs out
+    data["b.jpg99"]["filename"] = str(tmp_path / "secret.jpg")      # absolute, outside
+    (tmp_path / "train" / "evil.json").write_text(json.dumps(data))
+    with pytest.raises(FileNotFoundError, match=r"2 images of .*evil\.json are missing.*only "
+                                                r"read from inside image_dir"):
+        ViaDataset().load_via(str(tmp_path / "train" / "evil.json"))
+    assert "point outside" in caplog.text
+    # a Windows export's "images\\a.jpg" is found, by its base name
+    data["a.jpg1234"]["filename"] = "images\\a.jpg"
+    data["b.jpg99"]["filename"] = "b.jpg"
+    (tmp_path / "train" / "win.json").write_text(json.dumps(data))
+    ds = ViaDataset()
+    ds.load_via(str(tmp_path / "train" / "win.json"))
+    assert [ds.image_info[i]["path"] for i in range(2)] == [
+        str(tmp_path / "train" / "a.jpg"), str(tmp_path / "train" / "b.jpg")]
+
+
+def test_via_masks_follow_the_exif_orientation_of_the_image(tmp_path):
+    # a phone photo stored 30x40 (rows x cols) with orientation 6: shown 40x30
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.full((30, 40, 3), 100, np.uint8)).save(tmp_path / "p.jpg",
+                                                              exif=exif.tobytes())
+    region = {"shape_attributes": {"name": "rect", "x": 2, "y": 30, "width": 5, "height": 6},
+              "region_attributes": {}}          # drawn on the upright (displayed) photo
+    (tmp_path / "via.json").write_text(json.dumps(
+        {"p.jpg1": {"filename": "p.jpg", "regions": [region]}}))
+    ds = ViaDataset()
+    ds.load_via(str(tmp_path / "via.json"))
+    ds.prepare()
+    image = ds.load_image(0)
+    assert image.shape == (40, 30, 3)
+    mask, ids = ds.load_mask_checked(0, image_shape=image.shape)
+    assert mask.shape == (40, 30, 1) and mask[30:36, 2:7, 0].all() and mask.sum() == 30

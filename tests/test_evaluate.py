@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -52,11 +53,13 @@ def test_ground_truth_fed_back_gives_ap_one(coco_dataset):
         assert res[t]["AP"] == pytest.approx(1.0, abs=1e-12), t
         assert res[t]["AP50"] == pytest.approx(1.0, abs=1e-12)
         assert res[t]["AR100"] == pytest.approx(1.0, abs=1e-12)
-        assert res[t]["per_category"]["person"]["AP"] == pytest.approx(1.0)
+        # keyed by COCO category id (1 is person), the name alongside
+        assert res[t]["per_category"][1]["name"] == "person"
+        assert res[t]["per_category"][1]["AP"] == pytest.approx(1.0)
     assert res["num_images"] == 100
     assert len(res["segm"]["per_category"]) == 80
     table = evaluate.format_coco_table(res)
-    assert "AP50" in table and "person" in table
+    assert "AP50" in table and "person (1)" in table
 
 
 @pytest.mark.shared_data
@@ -239,3 +242,77 @@ def test_calculate_ap_at_several_thresholds_and_pr_curve_pngs(tmp_path):
     for path in res["pr_curves"].values():
         with open(path, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# --- per-category table by id; Label Studio's annotation ids from 0 -----------------
+
+def label_studio_export(tmp_path, names=("cat", "dog")):
+    """A COCO export as Label Studio writes it on Windows: annotation ids from 0,
+    file_name with a backslash. Two 20x30 images, five square instances."""
+    root = tmp_path / "export"
+    (root / "images").mkdir(parents=True)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(np.full((20, 30, 3), 80, np.uint8)).save(root / "images" / name)
+    boxes = [(0, 5, 1, 2, 2, 6), (0, 5, 2, 15, 3, 8), (0, 9, 1, 4, 10, 7),
+             (0, 9, 2, 20, 12, 5), (0, 9, 1, 1, 1, 3)]  # (_, image, category, x, y, size)
+    annotations = []
+    for k, (_, image_id, cat, x, y, size) in enumerate(boxes):
+        annotations.append({"id": k, "image_id": image_id, "category_id": cat,
+                            "segmentation": [[x, y, x + size, y, x + size, y + size, x,
+                                              y + size]],
+                            "bbox": [x, y, size, size], "area": size * size, "iscrowd": 0})
+    data = {"images": [{"id": 5, "file_name": "images\\a.png", "height": 20, "width": 30},
+                       {"id": 9, "file_name": "images\\b.png", "height": 20, "width": 30}],
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+            "annotations": annotations}
+    path = root / "result.json"
+    path.write_text(json.dumps(data))
+    return str(path), str(root)
+
+
+def perfect_detections(annotation_json):
+    """Each ground-truth annotation as a detection of score 1 (mask and box)."""
+    data = json.load(open(annotation_json))
+    sizes = {img["id"]: (img["height"], img["width"]) for img in data["images"]}
+    dets = []
+    for ann in data["annotations"]:
+        h, w = sizes[ann["image_id"]]
+        rle = mask_utils.merge(mask_utils.frPyObjects(ann["segmentation"], h, w))
+        rle["counts"] = rle["counts"].decode("ascii")
+        dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
+                     "bbox": ann["bbox"], "score": 1.0, "segmentation": rle})
+    return dets
+
+
+def test_annotation_ids_from_zero_score_one_for_perfect_detections(tmp_path):
+    path, root = label_studio_export(tmp_path)
+    res = evaluate.evaluate_coco(path, perfect_detections(path))
+    for t in ("bbox", "segm"):
+        assert res[t]["AP"] == pytest.approx(1.0, abs=1e-12), t
+        assert res[t]["AR100"] == pytest.approx(1.0, abs=1e-12), t
+    gt = evaluate.ground_truth_from_json(path)
+    assert sorted(gt.coco.anns) == [1, 2, 3, 4, 5]
+    assert gt.coco.annotation_id_map == {1: 0, 2: 1, 3: 2, 4: 3, 5: 4}
+    # the same through the loader (Windows file_name) and the dataset's ground truth
+    dataset = load_coco(path, root)
+    assert dataset.original_annotation_id(1) == 0
+    gt = evaluate.ground_truth_from_dataset(dataset)
+    res = evaluate.evaluate_coco(gt, perfect_detections(path))
+    assert res["segm"]["AP"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_per_category_table_is_keyed_by_id_when_names_repeat(tmp_path):
+    path, _ = label_studio_export(tmp_path, names=("Person", "Person", "Person"))
+    dets = perfect_detections(path)
+    res = evaluate.evaluate_coco(path, dets)
+    table = res["segm"]["per_category"]
+    assert sorted(table) == [1, 2, 3]
+    assert [table[c]["name"] for c in (1, 2, 3)] == ["Person"] * 3
+    assert table[1]["AP"] == pytest.approx(1.0) and table[2]["AP"] == pytest.approx(1.0)
+    assert math.isnan(table[3]["AP"])            # category 3 has no ground truth
+    text = evaluate.format_coco_table(res)
+    assert "Person (1)" in text and "Person (2)" in text and "Person (3)" in text
+    row = next(line for line in text.splitlines() if line.startswith("Person (1)"))
+    assert row.split()[2:] == ["1.000"] * 4
+    saved = json.load(open(evaluate.save_report({"coco": res}, str(tmp_path / "e.json"))))
+    assert saved["coco"]["segm"]["per_category"]["2"]["name"] == "Person"

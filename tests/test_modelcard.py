@@ -9,12 +9,12 @@ EVAL = {
     "coco": {"num_images": 13, "num_detections": 420,
              "bbox": {"AP": 0.4321, "AP50": 0.7012, "AP75": 0.45, "APs": 0.3, "APm": 0.5,
                       "APl": -1.0, "AR1": 0.1, "AR10": 0.4, "AR100": 0.55,
-                      "per_category": {"nucleus": {"category_id": 1, "AP": 0.4321,
-                                                   "AP50": 0.7012}}},
+                      "per_category": {"1": {"category_id": 1, "name": "nucleus",
+                                             "AP": 0.4321, "AP50": 0.7012}}},
              "segm": {"AP": 0.3876, "AP50": 0.6543, "AP75": 0.4, "APs": 0.28, "APm": 0.45,
                       "APl": -1.0, "AR1": 0.1, "AR10": 0.38, "AR100": 0.5,
-                      "per_category": {"nucleus": {"category_id": 1, "AP": 0.3876,
-                                                   "AP50": 0.6543}}}},
+                      "per_category": {"1": {"category_id": 1, "name": "nucleus",
+                                             "AP": 0.3876, "AP50": 0.6543}}}},
     "per_image": {"iou_threshold": 0.5, "mAP": 0.6111, "mAP_range": 0.3333,
                   "mAP@0.75": 0.4444, "num_images": 13, "num_skipped": 0, "per_image": []},
     "dataset": "/data/nucleus",
@@ -55,7 +55,8 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     assert "Classes: nucleus." in text
     assert "| AP | 0.432 | 0.388 |" in text and "| AP50 | 0.701 | 0.654 |" in text
     assert "| APl | - | - |" in text
-    assert "| nucleus | 0.432 | 0.701 | 0.388 | 0.654 |" in text
+    # per class: keyed by category id in the report, shown as "name (id)"
+    assert "| nucleus (1) | 0.432 | 0.701 | 0.388 | 0.654 |" in text
     assert "- mAP @ IoU 0.5: 0.611" in text and "- mAP @ IoU 0.75: 0.444" in text
     assert "- mAP @ IoU 0.50:0.95: 0.333" in text
     assert ("layers `heads` at lr 0.01 for epochs 1-1; layers `all` at lr 0.001 for epochs "

@@ -1,7 +1,9 @@
 """Helpers the folder loaders share."""
 import os
+import posixpath
+import re
 
-from PIL import Image
+from .. import imageops
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -18,14 +20,10 @@ def list_images(folder, what="images"):
     return files
 
 
-def image_size(path):
-    """(height, width) from the file header, without decoding the pixels."""
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, ValueError) as e:
-        raise ValueError("cannot read image {}: {}. Replace or remove the file.".format(
-            path, e)) from None
+def image_size(path, exif_orientation=True):
+    """(height, width) from the file header, without decoding the pixels, as
+    ``read_image`` will return it (EXIF orientation applied unless told not to)."""
+    return imageops.image_size(path, exif_orientation=exif_orientation)
 
 
 def add_classes(dataset, source, names):
@@ -35,3 +33,37 @@ def add_classes(dataset, source, names):
         dataset.add_class(source, i, name)
         ids[name] = i
     return ids
+
+
+def find_named_file(folder, name):
+    """Where a file named by an annotation file (a COCO ``file_name``, a VIA
+    ``filename``) is read from. Always inside ``folder``: never a path outside it.
+
+    name: as the annotation tool wrote it, with ``/`` or ``\\`` (Windows exports, e.g.
+    Label Studio's ``images\\x.jpg``). A relative name is looked up as given, then by its
+    base name (``images/x.jpg`` -> ``folder/x.jpg``). A name that is absolute, has a
+    drive letter, or climbs out of the folder with ``..`` is looked up by its base name
+    only, inside the folder.
+
+    Returns: (path or None when no such file is in the folder, outside), outside being
+    True when the name pointed outside the folder.
+    Raises ValueError when name is not a non-empty string.
+    """
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        raise ValueError("{!r} is not a file name".format(name))
+    posix = name.replace("\\", "/")
+    base = posixpath.basename(posix.rstrip("/"))
+    outside = posix.startswith("/") or bool(re.match(r"^[A-Za-z]:", posix))
+    candidates = []
+    if not outside:
+        relative = posixpath.normpath(posix)
+        if relative == ".." or relative.startswith("../"):
+            outside = True
+        else:
+            candidates.append(os.path.join(folder, *relative.split("/")))
+    if base not in ("", ".", ".."):
+        candidates.append(os.path.join(folder, base))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path, outside
+    return None, outside

@@ -59,7 +59,7 @@ class InstancePngDataset(Dataset):
                 missing.append(mask_path)
                 continue
             path = os.path.join(image_dir, name)
-            h, w = image_size(path)
+            h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=stem, path=path, mask_path=mask_path,
                            height=h, width=w)
         if missing and not skip_missing:

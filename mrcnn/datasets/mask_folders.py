@@ -49,7 +49,7 @@ class MaskFolderDataset(Dataset):
             image_name = list_images(image_dir)[0]
             mask_files = list_images(mask_dir, "masks") if os.path.isdir(mask_dir) else []
             path = os.path.join(image_dir, image_name)
-            h, w = image_size(path)
+            h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=sample, path=path, height=h, width=w,
                            mask_paths=[os.path.join(mask_dir, m) for m in mask_files])
         if not self.image_info:

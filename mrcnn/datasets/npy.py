@@ -40,7 +40,7 @@ class NpyDataset(Dataset):
                 missing.append(ann)
                 continue
             path = os.path.join(image_dir, name)
-            h, w = image_size(path)
+            h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=stem, path=path, annotation=ann, height=h,
                            width=w)
         if missing:

@@ -13,7 +13,9 @@ Regions may be polygons, polylines, rectangles, circles or ellipses. With severa
 classes, name the region attribute that holds the class: ``class_attribute="name"``
 (a text attribute, or a checkbox/dropdown attribute whose true keys are the classes).
 Images without regions are left out, as the classic sample did (``include_empty=True``
-keeps them as images without instances).
+keeps them as images without instances). Images are only read from inside the image
+folder: a filename with ``/`` or ``\\`` in it is also looked up by its base name, and an
+absolute one or one climbing out with ``..`` only by its base name.
 """
 import json
 import logging
@@ -23,7 +25,7 @@ import numpy as np
 import skimage.draw
 
 from ..dataset import Dataset
-from ._common import add_classes, image_size
+from ._common import add_classes, find_named_file, image_size
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +108,35 @@ class ViaDataset(Dataset):
         self.source = source
         self.class_ids_by_name = add_classes(self, source, names)
         self.class_attribute = class_attribute
-        missing = []
-        for entry in entries:
+        missing, outside = [], []
+        for k, entry in enumerate(entries):
             if not entry["regions"] and not include_empty:
                 continue
-            path = os.path.join(image_dir, entry["filename"])
-            if not os.path.isfile(path):
-                missing.append(path)
+            try:
+                path, escapes = find_named_file(image_dir, entry["filename"])
+            except ValueError as e:
+                raise ValueError("{}: entry {} has an unusable filename: {}; give the image's "
+                                 "file name".format(annotation_json, k, e)) from None
+            if escapes:
+                outside.append(entry["filename"])
+            if path is None:
+                missing.append(os.path.join(image_dir, entry["filename"]) if not escapes
+                               else entry["filename"])
                 continue
-            h, w = image_size(path)
+            h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=entry["filename"], path=path, height=h, width=w,
                            regions=entry["regions"])
+        if outside:
+            log.warning("%s: %d filename(s) point outside %s (e.g. %r); only files inside "
+                        "it are read, looked up by their base name", annotation_json,
+                        len(outside), image_dir, outside[0])
         if missing:
-            raise FileNotFoundError("{} images of {} are missing, e.g. {}; pass image_dir= "
-                                    "where they are".format(len(missing), annotation_json,
-                                                            missing[:3]))
+            raise FileNotFoundError(
+                "{} images of {} are missing, e.g. {}; pass image_dir= where they are{}"
+                .format(len(missing), annotation_json, missing[:3],
+                        " (images are only read from inside image_dir {}, by base name for "
+                        "names that are absolute or climb out with '..')".format(image_dir)
+                        if outside else ""))
 
     def load_mask(self, image_id):
         info = self.image_info[image_id]
