@@ -101,7 +101,12 @@ def check_augmentation(augmentation, image_shape=(64, 64, 3)):
     h, w = image_shape[:2]
     mask[h // 4:h // 2, w // 4:w // 2, 0] = True
     mask[h // 2:, w // 2:, 1] = True
-    augment_image_and_masks(image, mask, augmentation, seed=0)
+    out, _ = augment_image_and_masks(image, mask, augmentation, seed=0)
+    if out.shape != image.shape:
+        raise ValueError("augmentation changed the image shape from {} to {}; training needs "
+                         "IMAGE_SHAPE-sized images, so keep the size (e.g. "
+                         "CropAndPad(keep_size=True)) or resize back".format(image.shape,
+                                                                             out.shape))
 
 
 def _check_output(augmentation, image_in, n_masks, image, mask):

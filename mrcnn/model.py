@@ -31,6 +31,7 @@ from keras import layers as KL
 
 from . import utils
 from .anchors import compute_backbone_shapes
+from .augment import check_augmentation
 from .backbone import BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph  # noqa: F401
 from .config import ConfigError
 from .data import (compose_image_meta, mold_image, mold_inputs, parse_image_meta,  # noqa: F401
@@ -436,6 +437,9 @@ class MaskRCNN(object):
         if self.epoch >= epochs:
             logger.warning("already at epoch %d; train(epochs=%d) has nothing to do (epochs "
                            "is the epoch to train up to)", self.epoch, epochs)
+        # an augmentation that does not hand back uint8 pixels (A.Normalize) is refused
+        # here, before any image is loaded
+        check_augmentation(augmentation, config.IMAGE_SHAPE)
         stats = PipelineStats()
         train_ds = make_dataset(train_dataset, config, shuffle=True, augmentation=augmentation,
                                 no_augmentation_sources=no_augmentation_sources, seed=seed,

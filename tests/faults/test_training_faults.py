@@ -109,7 +109,8 @@ def check_final(model_dir, epochs):
     assert last_epoch == epochs
     folder = os.path.dirname(find_last_checkpoint(model_dir, "fault"))
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(folder, "*.h5")))
-    assert names == ["mask_rcnn_fault_{:04d}.h5".format(e) for e in range(1, epochs + 1)]
+    assert names == ["mask_rcnn_fault_{:04d}.h5".format(e) for e in range(1, epochs + 1)] + \
+        ["mask_rcnn_fault_best.h5"]
     with open(os.path.join(folder, "losses.csv"), newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0][:3] == ["step", "epoch", "loss"]
