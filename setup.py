@@ -79,6 +79,7 @@ setup(
     entry_points={
         "console_scripts": [
             "openimages-download=openimages.__main__:main",
+            "mrcnn=mrcnn.cli:main",
         ],
     },
     classifiers=[

@@ -14,6 +14,7 @@ The derived attributes (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed i
 If you change an attribute on an instance, call ``validate()`` again.
 """
 import json
+import os
 
 import numpy as np
 
@@ -376,27 +377,268 @@ def _plain(value):
     return value
 
 
+DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
+# attributes that may be None (the others keep their kind: number, text, list, ...)
+NULLABLE = ("NAME", "TRAIN_BN", "GRADIENT_CLIP_NORM", "COMPUTE_BACKBONE_SHAPE",
+            "IMAGE_MIN_DIM", "IMAGE_MAX_DIM")
+
+
+def config_keys(config_class):
+    """The settable configuration names of a Config class (upper case, not derived)."""
+    return sorted(a for a in dir(config_class)
+                  if a.isupper() and not a.startswith("_") and a not in DERIVED)
+
+
+def parse_value(text):
+    """A ``--set`` value: a Python or JSON literal (``4``, ``0.5``, ``[1, 2]``, ``True``,
+    ``true``, ``None``, ``null``, ``"text"``), else the text itself (``pad64``)."""
+    import ast
+    text = text.strip()
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _kind(value):
+    if value is None:
+        return "None"
+    if isinstance(value, (bool, np.bool_)):
+        return "True or False"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "a number"
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a dict"
+    if callable(value):
+        return "a function"
+    return type(value).__name__
+
+
+def _coerce(config_class, key, value):
+    """``value`` in the kind of the class's current value; ConfigError when it is not."""
+    current = getattr(config_class, key)
+    name = config_class.__name__
+    if value is None:
+        if current is None or key in NULLABLE:
+            return None
+        raise ConfigError("--set {}=None: {}.{} cannot be None (it is {}, now {!r})".format(
+            key, name, key, _kind(current), _plain(current)))
+    if current is None or callable(current) and not isinstance(current, type):
+        return value
+    kind, new = _kind(current), _kind(value)
+    if kind == "a number" and new == "a number":
+        return value
+    if kind == new == "a list":
+        value = list(value)
+        if isinstance(current, np.ndarray):
+            return np.array(value)
+        return tuple(value) if isinstance(current, tuple) else value
+    if kind == new == "a dict":
+        merged = dict(current)
+        merged.update(value)
+        return merged
+    if kind == new:
+        return value
+    if key == "TRAIN_BN" and new == "True or False":
+        return value
+    raise ConfigError("--set {}={!r}: {}.{} is {} (now {!r}); give {}".format(
+        key, _plain(value), name, key, kind, _plain(current), kind))
+
+
+def parse_overrides(items):
+    """["KEY=VALUE", ...] -> {KEY: value} (values parsed by ``parse_value``)."""
+    out = {}
+    for item in items or []:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("--set {!r}: use KEY=VALUE, e.g. --set IMAGES_PER_GPU=4".format(
+                item))
+        out[key] = parse_value(text)
+    return out
+
+
+def apply_overrides(config_class, overrides):
+    """A subclass of ``config_class`` with ``overrides`` ({KEY: value} or ["KEY=VALUE"])
+    applied, checked like the Config itself: an unknown key is refused with the close
+    names, a value of the wrong kind with the kind expected, and the result must pass
+    ``validate()``. Returns the class (the same one when there is nothing to apply)."""
+    import difflib
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    if not overrides:
+        return config_class
+    keys = config_keys(config_class)
+    attrs = {}
+    for key, value in overrides.items():
+        if key in DERIVED:
+            raise ConfigError("--set {}: {} is computed from the other values (BATCH_SIZE = "
+                              "IMAGES_PER_GPU x GPU_COUNT, IMAGE_SHAPE from the image "
+                              "dimensions); set those instead".format(key, key))
+        if key not in keys:
+            close = difflib.get_close_matches(key.upper(), keys, n=4, cutoff=0.5)
+            raise ConfigError("--set {}: {} has no such setting; {}".format(
+                key, config_class.__name__, "did you mean {}?".format(", ".join(close))
+                if close else "the settings are listed by --help-config"))
+        attrs[key] = _coerce(config_class, key, value)
+    cls = type(config_class.__name__, (config_class,), attrs)
+    cls.__module__ = config_class.__module__
+    cls._overrides = dict(getattr(config_class, "_overrides", {}), **attrs)
+    cls()  # validate
+    return cls
+
+
+def inference_config_class(config_class):
+    """The config class for detection from a training one: one image per batch, and a
+    training config that takes random crops ("crop") detects on whole images padded to
+    a multiple of 64 ("pad64"). The one rule the command line uses for every sample."""
+    if getattr(config_class, "_inference", False):
+        return config_class
+    attrs = {"GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "_inference": True}
+    if config_class.IMAGE_RESIZE_MODE == "crop":
+        attrs.update(IMAGE_RESIZE_MODE="pad64", IMAGE_MIN_DIM=64,
+                     IMAGE_MAX_DIM=max(2048, config_class.IMAGE_MAX_DIM or 0))
+    name = config_class.__name__.replace("Config", "") + "InferenceConfig"
+    cls = type(name, (config_class,), attrs)
+    cls.__module__ = config_class.__module__
+    return cls
+
+
+def class_spec(config_class):
+    """``"module:Class"`` of the first class of ``config_class``'s MRO that can be
+    imported by that name (classes made at run time, e.g. by ``apply_overrides``, are
+    skipped), or None."""
+    import importlib
+    for cls in config_class.__mro__:
+        if cls is object:
+            break
+        if "_file_spec" in vars(cls):  # loaded from file.py:Class
+            return cls._file_spec
+        try:
+            module = importlib.import_module(cls.__module__)
+        except ImportError:
+            continue
+        if cls.__module__ == "__main__":
+            continue
+        obj = module
+        for part in cls.__qualname__.split("."):
+            obj = getattr(obj, part, None)
+        if obj is cls:
+            return "{}:{}".format(cls.__module__, cls.__qualname__)
+    return None
+
+
+def save_config(config, path):
+    """Write a Config instance as JSON: every value (``to_dict``) plus ``"_class"``, the
+    importable class it derives from, so that ``load_config_class(path)`` rebuilds it."""
+    data = config.to_dict()
+    data["_class"] = class_spec(type(config))
+    tmp = path + ".part"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path
+
+
+def config_class_from_json(path):
+    """A Config class from a ``config.json`` (``save_config``, or any JSON object of
+    settings): the recorded ``_class`` (or Config) with the file's values on top."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ConfigError("--config {}: cannot read it as JSON ({})".format(path, e)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config {}: expected a JSON object of settings".format(path))
+    base = Config
+    spec = data.get("_class")
+    if spec:
+        try:
+            base = load_config_class(spec)
+        except ConfigError:
+            base = Config  # the class is not importable here: the values alone
+    attrs = {}
+    for key, value in data.items():
+        if not key.isupper() or key in DERIVED:
+            continue
+        current = getattr(base, key, None)
+        if callable(current) and not isinstance(current, type) and isinstance(value, str):
+            if value == _plain(current):
+                continue  # the same function, by name: keep the class's
+            raise ConfigError("--config {}: {} is the function {!r}, which this file cannot "
+                              "hold; give --config module:Class of the config that defines "
+                              "it".format(path, key, value))
+        if key == "BACKBONE" and isinstance(value, str) and value not in BACKBONES:
+            raise ConfigError("--config {}: BACKBONE is the function {!r}, which this file "
+                              "cannot hold; give --config module:Class of the config that "
+                              "defines it (the run was trained with {})".format(
+                                  path, value, spec or "an unknown class"))
+        if isinstance(current, np.ndarray) and isinstance(value, list):
+            value = np.array(value)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        attrs[key] = value
+    cls = type(base.__name__, (base,), attrs)
+    cls.__module__ = base.__module__
+    cls._source = path
+    cls()  # validate
+    return cls
+
+
 def load_config_class(spec):
-    """``"module:Class"`` or ``"path/to/file.py:Class"`` -> that Config subclass.
+    """``"module:Class"``, ``"path/to/file.py:Class"``, ``"path/to/file.py"`` (its one
+    Config subclass) or ``"path/to/config.json"`` (a run's saved configuration) -> that
+    Config subclass.
 
     Used by the command-line tools' ``--config``; raises ConfigError naming the problem.
     """
     import importlib
     import importlib.util
-    module_name, _, class_name = str(spec).rpartition(":")
-    if not module_name or not class_name:
-        raise ConfigError("--config {!r}: use module:Class, e.g. samples.traffic.traffic:"
-                          "TrafficConfig or my_configs.py:MyConfig".format(spec))
+    spec = os.fspath(spec) if not isinstance(spec, str) else spec
+    if spec.endswith(".json"):
+        return config_class_from_json(spec)
+    if spec.endswith(".py") and os.path.isfile(spec):
+        module_name, class_name = spec, ""
+    else:
+        module_name, _, class_name = str(spec).rpartition(":")
+    if not module_name or (not class_name and not module_name.endswith(".py")):
+        raise ConfigError("--config {!r}: use module:Class, file.py:Class, file.py or a "
+                          "config.json, e.g. samples.traffic.traffic:TrafficConfig or "
+                          "my_configs.py:MyConfig".format(spec))
     try:
         if module_name.endswith(".py"):
             loader = importlib.util.spec_from_file_location("user_config", module_name)
+            if loader is None:
+                raise FileNotFoundError("no such file: {}".format(module_name))
             module = importlib.util.module_from_spec(loader)
             loader.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-        cls = getattr(module, class_name)
+        if class_name:
+            cls = module
+            for part in class_name.split("."):
+                cls = getattr(cls, part)
+        else:
+            found = [v for v in vars(module).values() if isinstance(v, type) and
+                     issubclass(v, Config) and v.__module__ == module.__name__]
+            if len(found) != 1:
+                raise ConfigError("--config {!r}: the file defines {} Config classes ({}); "
+                                  "name one as file.py:Class".format(
+                                      spec, len(found), ", ".join(c.__name__ for c in found)
+                                      or "none"))
+            cls = found[0]
     except (ImportError, AttributeError, FileNotFoundError) as e:
         raise ConfigError("--config {!r}: cannot load it ({})".format(spec, e)) from None
     if not (isinstance(cls, type) and issubclass(cls, Config)):
         raise ConfigError("--config {!r} is not a Config subclass".format(spec))
+    if module_name.endswith(".py"):
+        cls._file_spec = "{}:{}".format(os.path.abspath(module_name), cls.__qualname__)
     return cls

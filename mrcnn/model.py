@@ -473,7 +473,9 @@ class MaskRCNN(object):
         ] + list(custom_callbacks or [])
 
         if verbose:
-            log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
+            from .callbacks import describe_learning_rate
+            log("\nStarting at epoch {}. LR={}\n".format(self.epoch,
+                                                        describe_learning_rate(learning_rate)))
             log("Checkpoint Path: {}".format(self.checkpoint_path))
         with self.strategy.scope():
             self.set_trainable(layers, verbose=0)

@@ -8,6 +8,12 @@ trains on shapes for a few minutes on the CPU and writes out/shapes/shapes_detec
 (ground truth above, detections below) and prints mAP@0.5 on held-out images. A short
 run detects the easy shapes; samples/shapes/train.py (22 minutes) reaches mAP@0.5 0.97.
 """
+if not __package__:  # run as a file (python samples/demo.py): find the samples package
+    import os
+    import sys
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    __package__ = "samples"
+
 import argparse
 import os
 

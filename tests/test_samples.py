@@ -24,3 +24,63 @@ def test_shapes_train_script_end_to_end(tmp_path):
     assert summary["epochs"] == 1
     assert os.path.exists(summary["weights"]) and os.path.exists(summary["picture"])
     assert json.load(open(tmp_path / "summary.json"))["heldout_images"] == 4
+
+
+# ---------------------------------------------------------------- the classic script form
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["samples/traffic/train.py", "samples/nucleus/train.py", "samples/coco/train.py",
+           "samples/shapes/train.py", "samples/calculate_ap.py"]
+
+
+def run_script(args, cwd):
+    """``python <args>`` as a user runs a sample: from a folder outside the repository,
+    without PYTHONPATH. The scripts find their own repository (``samples`` and the
+    ``mrcnn`` beside it) from their file's location: nothing on sys.path points at the
+    repository, and the venv's editable install points at another checkout, so a
+    script that relied on either would fail here, or test the wrong code."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["MPLBACKEND"] = "Agg"
+    return subprocess.run([sys.executable] + args, cwd=str(cwd), env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_sample_script_runs_by_path_from_any_folder(script, tmp_path):
+    proc = run_script([os.path.join(ROOT, script), "--help"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: " + script)
+    if script.endswith("/train.py") and "shapes" not in script:
+        for command in ("train", "evaluate", "detect", "inspect", "calculate-ap"):
+            assert "\n    {}".format(command) in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_classic_dataset_weights_and_model_spellings_parse(tmp_path):
+    data = tmp_path / "data" / "traffic"
+    proc = run_script([os.path.join(ROOT, "samples/traffic/train.py"), "train",
+                       "--dataset={}".format(data), "--weights=coco"], tmp_path)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --dataset {}: no train subset there".format(data))
+    assert "download" in line
+    proc = run_script([os.path.join(ROOT, "samples/nucleus/train.py"), "train",
+                       "--dataset={}".format(tmp_path / "nope"), "--weights=none",
+                       "--logs={}".format(tmp_path / "logs")], tmp_path)
+    assert proc.returncode == 2 and "nope: no such folder" in proc.stderr
+    # --model: the classic coco sample's name for --weights
+    proc = run_script([os.path.join(ROOT, "samples/coco/train.py"), "train",
+                       "--dataset={}".format(tmp_path / "missing.json"), "--model=coco"],
+                      tmp_path)
+    assert proc.returncode == 2 and "missing.json: no such file or folder" in proc.stderr
+    proc = run_script([os.path.join(ROOT, "samples/calculate_ap.py"), "--sample", "nucleus",
+                       "--dataset={}".format(tmp_path / "nope"), "--weights=none"], tmp_path)
+    assert proc.returncode == 2 and "nope: no such folder" in proc.stderr
+    assert not os.path.exists(tmp_path / "logs")
+
+
+def test_module_form_keeps_working_from_the_repository_root(tmp_path):
+    proc = run_script(["-m", "samples.traffic.train", "--help"], ROOT)
+    assert proc.returncode == 0 and "download" in proc.stdout

@@ -11,16 +11,11 @@ Validation: ``--val-dataset`` (another JSON or folder) when given; otherwise a f
 split of the one file, every tenth image (in image-id order) for validation
 (``--val-every``). ``evaluate`` scores the whole given set unless ``--subset val``.
 """
-import glob
-import os
-
+from mrcnn.cli import SampleError
+from mrcnn.cli.data import COCO_CANDIDATES as CANDIDATES  # noqa: F401  (the old names)
+from mrcnn.cli.data import find_annotation
 from mrcnn.config import Config
 from mrcnn.datasets import CocoDataset
-
-from ..common import SampleError
-
-CANDIDATES = ["annotations.json", "instances.json", "result.json",
-              os.path.join("annotations", "instances_default.json"), "_annotations.coco.json"]
 
 
 class CocoSampleConfig(Config):
@@ -35,32 +30,6 @@ class CocoSampleConfig(Config):
     STEPS_PER_EPOCH = 500
     VALIDATION_STEPS = 20
     DETECTION_MIN_CONFIDENCE = 0.5
-
-
-def find_annotation(path):
-    """(annotation JSON, image folder) for a --dataset value."""
-    if path is None:
-        raise SampleError("--dataset is needed: a COCO JSON file or a folder holding one")
-    if os.path.isfile(path):
-        json_path = path
-    elif os.path.isdir(path):
-        json_path = next((os.path.join(path, c) for c in CANDIDATES
-                          if os.path.isfile(os.path.join(path, c))), None)
-        if json_path is None:
-            found = sorted(glob.glob(os.path.join(path, "*.json")) +
-                           glob.glob(os.path.join(path, "annotations", "*.json")))
-            if len(found) != 1:
-                raise SampleError(
-                    "--dataset {}: {} JSON files there ({}); name the annotation file "
-                    "itself".format(path, len(found), ", ".join(found[:5]) or "none"))
-            json_path = found[0]
-    else:
-        raise SampleError("--dataset {}: no such file or folder".format(path))
-    base = os.path.dirname(os.path.abspath(json_path))
-    if os.path.basename(base) == "annotations":  # CVAT: annotations/ next to images/
-        base = os.path.dirname(base)
-    images = os.path.join(base, "images")
-    return json_path, images if os.path.isdir(images) else base
 
 
 def load_coco_sample(dataset_dir, subset, args=None):

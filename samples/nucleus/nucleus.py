@@ -15,7 +15,7 @@ import os
 from mrcnn.config import Config
 from mrcnn.datasets import MaskFolderDataset
 
-from ..common import SampleError
+from mrcnn.cli import SampleError
 
 VAL_IDS = [
     "0114f484a16c152baa2d82fdd43740880a762c93f436c8988ac461c5c9dbe7d5",

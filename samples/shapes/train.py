@@ -1,14 +1,26 @@
 """Train Mask R-CNN on the synthetic shapes from scratch (CPU friendly), then detect on
 held-out images, print mAP@0.5 and write a picture of detections beside ground truth.
 
-    python -m samples.shapes.train --minutes 22 --out out/shapes
-    python -m samples.shapes.train --quick        # the README demo: about 2 minutes
+    python samples/shapes/train.py --minutes 22 --out out/shapes
+    python samples/shapes/train.py --quick        # the README demo: about 2 minutes
+    (or python -m samples.shapes.train ... from the repository root)
 
 Without pretrained weights (none can be downloaded here), the network starts from
 random weights; the default config uses a small residual backbone (a callable BACKBONE,
 as the classic API allows) with trainable batch norm, 64x64 images and few ROIs, so
 that it learns within minutes on two CPU cores. --backbone resnet50 uses the classic one.
 """
+if not __package__:  # run as a file (python samples/shapes/train.py): find the samples package
+    import os
+    import sys
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "samples.shapes"
+if __name__ == "__main__":  # quiet TensorFlow start-up unless --verbose
+    import sys
+    from mrcnn.cli import logs
+    logs.setup("--verbose" in sys.argv)
+    logs.import_tensorflow()
+
 import argparse
 import json
 import os
@@ -20,6 +32,7 @@ import numpy as np
 from mrcnn import utils, visualize
 from mrcnn import model as modellib
 from mrcnn.backbone import BatchNorm
+from mrcnn.config import inference_config_class
 from samples.shapes.shapes import ShapesConfig, ShapesDataset
 
 
@@ -119,10 +132,8 @@ def cosine_schedule(base, steps):
 
 
 def make_inference_config(train_config):
-    class InferenceConfig(type(train_config)):
-        IMAGES_PER_GPU = 1
-        GPU_COUNT = 1
-    return InferenceConfig()
+    """The inference config of a training config instance (the package's one rule)."""
+    return inference_config_class(type(train_config))()
 
 
 def evaluate(model, dataset):
@@ -159,16 +170,24 @@ def draw(model, dataset, path, count=4):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Train shapes from scratch, detect, evaluate.")
+    from mrcnn.cli.main import HelpFormatter
+    p = argparse.ArgumentParser(prog="samples/shapes/train.py", formatter_class=HelpFormatter,
+                                description="Train shapes from scratch, detect, evaluate.")
     p.add_argument("--out", default="out/shapes", help="folder for logs, weights and PNGs")
     p.add_argument("--minutes", type=float, default=22.0,
                    help="training time budget (epochs of STEPS_PER_EPOCH until it is spent)")
-    p.add_argument("--epochs", type=int, default=0, help="a fixed number of epochs instead")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="a fixed number of epochs instead (default: 0, use --minutes)")
     p.add_argument("--quick", action="store_true", help="a 2-minute run for the demo")
-    p.add_argument("--backbone", choices=["small", "resnet50"], default="small")
-    p.add_argument("--train-images", type=int, default=10000)
-    p.add_argument("--val-images", type=int, default=50)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--backbone", choices=["small", "resnet50"], default="small",
+                   help="small: the small residual backbone of this script; resnet50: the "
+                        "classic one")
+    p.add_argument("--train-images", type=int, default=10000,
+                   help="generated training images")
+    p.add_argument("--val-images", type=int, default=50, help="generated held-out images")
+    p.add_argument("--seed", type=int, default=1, help="seed of the images and the order")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's own log lines (hidden by default)")
     args = p.parse_args(argv)
     if args.quick:
         args.minutes, args.val_images = 2.0, 20

@@ -6,10 +6,10 @@
 """
 import os
 
-from mrcnn.config import Config
+from mrcnn.config import Config, inference_config_class
 from openimages.dataset import OpenImagesDataset
 
-from ..common import SampleError
+from mrcnn.cli import SampleError
 
 CLASSES = ["Person", "Car", "Traffic light", "Traffic sign"]
 CLASS_NAMES = ["BG"] + CLASSES
@@ -33,9 +33,8 @@ class TrafficConfig(Config):
     MAX_GT_INSTANCES = 50
 
 
-class TrafficInferenceConfig(TrafficConfig):
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 1
+# detection: one image per batch (the command line's one rule, mrcnn.config)
+TrafficInferenceConfig = inference_config_class(TrafficConfig)
 
 
 def load_traffic(dataset_dir, subset, args=None):

@@ -1,24 +1,33 @@
 """Mask R-CNN on Open Images traffic classes: download, train, evaluate, detect.
 
     # 1. the data: train and validation splits, up to 500 images per class
-    python -m samples.traffic.train download --out data/traffic --limit-per-class 500
+    python samples/traffic/train.py download --out data/traffic --limit-per-class 500
     # 2. fine-tune from COCO weights, the classic staged way
-    python -m samples.traffic.train train --dataset data/traffic --weights coco \\
+    python samples/traffic/train.py train --dataset=data/traffic --weights=coco \\
         --schedule heads:20,4+:40,all:60@0.0001 --lr 0.001 --augment
     # 3. both metrics on the validation split, JSON + CSV + PR curves
-    python -m samples.traffic.train evaluate --dataset data/traffic --weights last
+    python samples/traffic/train.py evaluate --dataset=data/traffic --weights=last
     # 4. pictures, a colour splash, a video
-    python -m samples.traffic.train detect --weights last --image street.jpg --out out/
-    python -m samples.traffic.train detect --weights last --video drive.mp4 --splash
+    python samples/traffic/train.py detect --weights=last --image street.jpg --out out/
+    python samples/traffic/train.py detect --weights=last --video drive.mp4 --splash
+
+``python -m samples.traffic.train ...`` from the repository root works the same.
 
 See samples/traffic/README.md.
 """
+if not __package__:  # run as a file (python samples/traffic/train.py): find the samples package
+    import os
+    import sys
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "samples.traffic"
+
 import os
 
 from openimages import metadata as md
 
-from .. import common
-from .traffic import CLASS_NAMES, CLASSES, TrafficConfig, TrafficInferenceConfig, load_traffic
+from mrcnn.cli import CliError, Sample, run_sample
+
+from .traffic import CLASS_NAMES, CLASSES, TrafficConfig, load_traffic
 
 
 def add_download_arguments(p):
@@ -52,22 +61,22 @@ def download(args):
                                      masks_url=args.masks_url, s3_endpoint=args.s3_endpoint,
                                      workers=args.workers, progress=not args.quiet)
         except (UnknownClassError, DownloadError, FileNotFoundError) as e:
-            raise common.SampleError("download of the {} split failed: {}. Run the same "
+            raise CliError("download of the {} split failed: {}. Run the same "
                                      "command again to resume.".format(split, e))
         if not args.quiet:
             print(summary_text(manifests[split]))
     return manifests
 
 
-SAMPLE = common.Sample(
+SAMPLE = Sample(
     "traffic", TrafficConfig, load_traffic, class_names=CLASS_NAMES,
-    inference_config=TrafficInferenceConfig,
     commands={"download": (add_download_arguments, download)},
-    description="Person, Car, Traffic light and Traffic sign from Open Images V5")
+    description="Person, Car, Traffic light and Traffic sign from Open Images V5",
+    prog="samples/traffic/train.py")
 
 
 def main(argv=None):
-    return common.main(SAMPLE, argv)
+    return run_sample(SAMPLE, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,151 @@
+"""Keras callbacks for ``MaskRCNN.train(custom_callbacks=[...])``, used by the command line.
+
+- ``TimeBudget(minutes)``: stop training when a time budget is spent, cleanly: at the end
+  of an epoch when the next one would not fit, else after the step that spends it. The
+  epoch's checkpoint is saved as usual (``ClassicCheckpoint`` runs at every epoch end).
+- ``EpochProgress``: Keras's progress bar with a header on every epoch, saying where a
+  resumed or later-stage run starts ("Epoch 3/10 (resumed after epoch 2)"), and the
+  time left of a budget.
+
+``describe_learning_rate`` prints a learning rate or a Keras schedule as numbers.
+"""
+import time
+
+import keras
+from keras.callbacks import ProgbarLogger
+
+
+def _num(value):
+    return "{:g}".format(float(value))
+
+
+def describe_learning_rate(lr):
+    """A learning rate as text: ``0.001``, or a schedule as numbers, e.g.
+    ``cosine 0.01 -> 0 over 500 steps``."""
+    if isinstance(lr, (int, float)):
+        return _num(lr)
+    try:
+        cfg = lr.get_config()
+    except AttributeError:
+        try:
+            return _num(lr)
+        except (TypeError, ValueError):
+            return str(lr)
+    kind = type(lr).__name__
+    if kind == "CosineDecay":
+        start, alpha = cfg["initial_learning_rate"], cfg.get("alpha", 0.0)
+        warm = int(cfg.get("warmup_steps") or 0)
+        peak = cfg.get("warmup_target") if warm and cfg.get("warmup_target") is not None \
+            else start
+        text = "cosine {} -> {} over {} steps".format(_num(peak), _num(peak * alpha),
+                                                      int(cfg["decay_steps"]))
+        if warm:
+            text = "warm-up {} -> {} over {} steps, then {}".format(_num(start), _num(peak),
+                                                                   warm, text)
+        return text
+    if kind == "ExponentialDecay":
+        return "exponential {} x {} every {} steps{}".format(
+            _num(cfg["initial_learning_rate"]), _num(cfg["decay_rate"]),
+            int(cfg["decay_steps"]), " (staircase)" if cfg.get("staircase") else "")
+    if kind == "PiecewiseConstantDecay":
+        return "piecewise {} at steps {}".format([float(v) for v in cfg["values"]],
+                                                 [int(b) for b in cfg["boundaries"]])
+    parts = ["{}={}".format(k, _num(v) if isinstance(v, (int, float)) else v)
+             for k, v in sorted(cfg.items()) if k != "name"]
+    return "{}({})".format(kind, ", ".join(parts))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop training when ``minutes`` have passed since the callback was made (so one
+    budget spans the stages of a schedule: pass the same instance to each ``train``).
+
+    At the end of an epoch, training stops when the next epoch (timed as the slowest so
+    far) would overrun the budget; inside an epoch, after the step that overruns it. In
+    both cases Keras finishes the epoch's bookkeeping (validation, the checkpoint).
+    ``spent`` tells whether it stopped training; ``reason`` says why.
+    """
+
+    def __init__(self, minutes, clock=time.monotonic):
+        super().__init__()
+        if not minutes or minutes <= 0:
+            raise ValueError("TimeBudget: minutes must be > 0, got {!r}".format(minutes))
+        self.seconds = float(minutes) * 60.0
+        self.clock = clock
+        self.start = clock()
+        self.spent = False
+        self.reason = None
+        self._epoch_start = None
+        self._slowest = 0.0
+
+    def elapsed(self):
+        return self.clock() - self.start
+
+    def left(self):
+        return max(0.0, self.seconds - self.elapsed())
+
+    def _stop(self, reason):
+        self.spent = True
+        self.reason = reason
+        self.model.stop_training = True
+
+    def on_train_begin(self, logs=None):
+        if self.spent or self.elapsed() >= self.seconds:
+            self._stop("the time budget of {:g} min was spent before this stage".format(
+                self.seconds / 60))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.spent and self.elapsed() >= self.seconds:
+            self._stop("the time budget of {:g} min ran out at step {} of an epoch".format(
+                self.seconds / 60, batch + 1))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._epoch_start is not None:
+            self._slowest = max(self._slowest, self.clock() - self._epoch_start)
+        if not self.spent and self.elapsed() + self._slowest > self.seconds:
+            self._stop("the next epoch ({:.0f} s) would not fit in the {:.0f} s left of the "
+                       "{:g} min budget".format(self._slowest, self.left(), self.seconds / 60))
+
+
+class EpochProgress(ProgbarLogger):
+    """Keras's progress bar (verbose 1) or one line per epoch (verbose 2), with a header
+    on every epoch, the first of a single-epoch run included.
+
+    The first epoch of a run that starts after epoch 0 (a resumed run, or the second
+    stage of a schedule) says so: ``Epoch 3/10 (resumed after epoch 2)``. With a
+    ``TimeBudget``, an open-ended run shows the time left instead of the last epoch.
+    """
+
+    def __init__(self, budget=None, open_ended=False, stage=None):
+        super().__init__()
+        self.budget = budget
+        self.open_ended = open_ended
+        self.stage = stage
+        self._first = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._first = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._reset_progbar()
+        self._maybe_init_progbar()
+        if not self.verbose:
+            return
+        first = self._first is None
+        if first:
+            self._first = epoch
+        total = "" if self.open_ended else "/{}".format(self.epochs)
+        notes = []
+        if first and epoch > 0:
+            notes.append("resumed after epoch {}".format(epoch))
+        if first and self.stage:
+            notes.append(self.stage)
+        if self.budget is not None:
+            notes.append("{:.1f} of {:g} min left".format(self.budget.left() / 60,
+                                                          self.budget.seconds / 60))
+        print("Epoch {}{}{}".format(epoch + 1, total,
+                                    " ({})".format("; ".join(notes)) if notes else ""),
+              flush=True)

@@ -1,0 +1,212 @@
+"""``train``: load and check the data and the configuration first, then print one short
+run block, write the full configuration to ``<run>/config.json`` and train.
+
+Files written in the run folder (``<logs>/<name><YYYYMMDDTHHMM>/``, beside the
+checkpoints): ``config.json`` (every Config value; ``--config`` accepts it), ``run.json``
+(the command line and the choices made), ``split.json`` (the images of each subset),
+``class_names.json`` and ``history.json`` (losses per epoch).
+"""
+import json
+import os
+import sys
+
+from ..config import save_config
+from .common import (CliError, check_layers, configs, load_initial_weights, parse_schedule,
+                     weights_file, write_json)
+
+# "--epochs" not given: train up to this epoch (or, with --minutes, until time runs out)
+DEFAULT_EPOCHS = 10
+OPEN_ENDED = 10 ** 6
+
+
+def default_augmentation():
+    """The --augment pipeline: flips, small scale/rotation, brightness (imgaug)."""
+    import imgaug.augmenters as iaa
+    return iaa.Sequential([
+        iaa.Fliplr(0.5),
+        iaa.Sometimes(0.5, iaa.Affine(scale=(0.8, 1.2), rotate=(-10, 10))),
+        iaa.Sometimes(0.5, iaa.Multiply((0.8, 1.2))),
+    ])
+
+
+def plan_stages(args, config):
+    """[(layers, epoch, lr), ...] from --schedule or --layers/--epochs/--lr; --lr unset
+    keeps the config's LEARNING_RATE."""
+    lr = config.LEARNING_RATE if args.lr is None else args.lr
+    if args.lr is not None and not args.lr > 0:
+        raise CliError("--lr {}: a learning rate must be > 0".format(args.lr))
+    if args.minutes is not None and not args.minutes > 0:
+        raise CliError("--minutes {}: give a time budget > 0 (minutes, e.g. 30 or 0.5)"
+                       .format(args.minutes))
+    if args.schedule:
+        return parse_schedule(args.schedule, lr)
+    epochs = args.epochs
+    if epochs is None:
+        epochs = OPEN_ENDED if args.minutes else DEFAULT_EPOCHS
+    if epochs < 1:
+        raise CliError("--epochs {}: give the epoch to train up to (>= 1)".format(epochs))
+    return [(check_layers(args.layers), epochs, lr)]
+
+
+def describe_stages(stages, start=0):
+    from ..callbacks import describe_learning_rate
+    parts, first = [], start + 1
+    for layers, epoch, lr in stages:
+        span = "until the time budget is spent" if epoch >= OPEN_ENDED else \
+            "epochs {}-{}".format(first, epoch) if epoch > first else "epoch {}".format(epoch)
+        parts.append("{} {} at lr {}".format(layers, span, describe_learning_rate(lr)))
+        first = epoch + 1
+    return "; ".join(parts)
+
+
+def _names(names, shown=6):
+    return "{}: {}{}".format(len(names), ", ".join(names[:shown]),
+                             " ..." if len(names) > shown else "")
+
+
+def run_block(rows):
+    """The short "run" block: one aligned line per row."""
+    width = max(len(k) for k, _ in rows)
+    return "\n".join("{:<{}}  {}".format(k, width, v) for k, v in rows)
+
+
+def data_line(args, train, val, loader_record):
+    where = args.dataset
+    fmt = getattr(args, "format", None)
+    text = "{}{}: {} train, {} val images".format("{} ".format(fmt) if fmt else "", where,
+                                                  len(train.image_ids),
+                                                  len(val.image_ids) if val is not None else 0)
+    if getattr(args, "val", None):
+        text += " (val from {})".format(args.val)
+    elif loader_record and "recorded" in loader_record:
+        text += " (split from {})".format(loader_record["recorded"])
+    elif loader_record:
+        text += " (val-fraction {:g}, test-fraction {:g}, seed {}: {} test)".format(
+            loader_record["val_fraction"], loader_record["test_fraction"],
+            loader_record["seed"], loader_record["subsets"]["test"]["count"])
+    return text
+
+
+def config_source(sample, args):
+    if args.config:
+        return args.config
+    return "the defaults" if sample.name == "mrcnn" else "the {} sample's".format(sample.name)
+
+
+def cmd_train(sample, args):
+    from . import logs
+    train = sample.load_dataset(args.dataset, "train", args)
+    val = sample.load_dataset(args.dataset, "val", args)
+    loader_record = getattr(sample.load_dataset, "record", None)
+    train_cls, _ = configs(sample, args, train.class_names)
+    if args.weights == "last" and weights_file("last", train_cls.NAME, args.logs) is None:
+        raise CliError("--weights last: no checkpoint of a {}* run under {} to resume "
+                       "from. Train first, or pass --logs where the checkpoints are."
+                       .format((train_cls.NAME or "").lower(), args.logs))
+    config = train_cls()
+    if args.steps is not None:
+        config.STEPS_PER_EPOCH = args.steps
+    if args.val_steps is not None:
+        config.VALIDATION_STEPS = args.val_steps
+    try:
+        config.validate()
+    except ValueError as e:
+        raise CliError(str(e))
+    stages = plan_stages(args, config)
+
+    logs.import_tensorflow()  # quietly, before mrcnn.model imports it
+    from .. import model as modellib
+    from ..callbacks import EpochProgress, TimeBudget
+    from ..training import TrainingDiverged
+    model = modellib.MaskRCNN("training", config, args.logs)
+    path = load_initial_weights(model, args.weights, args.logs, train_cls.NAME)
+    start = model.epoch
+    if start >= stages[-1][1]:
+        raise CliError("--weights {} is at epoch {} already; --epochs (or the schedule's last "
+                       "epoch) is the epoch to train up to, so give more than {}".format(
+                           path, start, start))
+    os.makedirs(model.log_dir, exist_ok=True)
+    budget = TimeBudget(args.minutes) if args.minutes else None
+
+    rows = [("run", model.log_dir),
+            ("data", data_line(args, train, val, loader_record)),
+            ("classes", _names(list(train.class_names[1:]))),
+            ("config", "{} ({}){}".format(type(config).__name__, config_source(sample, args),
+                                          ", --set " + " ".join(args.set) if args.set else "")),
+            ("weights", "{}{}".format(args.weights, " ({})".format(path) if path and
+                                      path != args.weights else "") +
+             (", resuming after epoch {}".format(start) if start else "")),
+            ("schedule", describe_stages(stages, start)),
+            ("steps", "{} per epoch, {} validation, batch {} ({} x {} GPU), images {}x{}".format(
+                config.STEPS_PER_EPOCH, config.VALIDATION_STEPS if val is not None else 0,
+                config.BATCH_SIZE, config.IMAGES_PER_GPU, config.GPU_COUNT,
+                config.IMAGE_SHAPE[0], config.IMAGE_SHAPE[1]) +
+             (", time budget {:g} min".format(args.minutes) if args.minutes else ""))]
+    print(run_block(rows), flush=True)
+
+    save_config(config, os.path.join(model.log_dir, "config.json"))
+    write_json(os.path.join(model.log_dir, "class_names.json"), list(train.class_names))
+    from ..datasets.split import make_record, write_split
+    split = dict(loader_record) if loader_record and "subsets" in loader_record else \
+        make_record({"train": train, "val": val}, dataset=os.path.abspath(args.dataset)
+                    if args.dataset else None)
+    write_split(os.path.join(model.log_dir, "split.json"), split)
+    write_json(os.path.join(model.log_dir, "run.json"), {
+        "argv": list(getattr(args, "_argv", sys.argv[1:])),
+        "command": "train", "sample": sample.name, "weights": args.weights,
+        "weights_path": path, "config": args.config, "set": list(args.set or []),
+        "stages": [{"layers": l, "epochs": e, "lr": str(r)} for l, e, r in stages],
+        "minutes": args.minutes, "seed": args.seed, "start_epoch": start})
+
+    augmentation = default_augmentation() if args.augment else None
+    callbacks = []
+    if budget is not None:
+        callbacks.append(budget)
+    tracker = None
+    if args.mlflow:
+        from ..tracking import MLflowCallback
+        tracker = MLflowCallback(model, tracking_uri=args.mlflow, experiment=sample.name)
+        callbacks.append(tracker)
+    history = []
+    stopped = None
+    for k, (layers, epochs, lr) in enumerate(stages):
+        if budget is not None and budget.spent:
+            stopped = budget.reason
+            break
+        if epochs <= model.epoch:
+            continue
+        note = "stage {}/{}: {}".format(k + 1, len(stages), layers) if len(stages) > 1 \
+            else None
+        progress = EpochProgress(budget=budget, open_ended=epochs >= OPEN_ENDED, stage=note)
+        try:
+            h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
+                            augmentation=augmentation, seed=args.seed,
+                            custom_callbacks=callbacks + [progress],
+                            verbose=2 if args.quiet else 1)
+        except TrainingDiverged as e:
+            raise CliError("{} The checkpoints before it are in {}.".format(e, model.log_dir))
+        from ..callbacks import describe_learning_rate
+        for i, epoch in enumerate(h.epoch):
+            history.append({"epoch": epoch + 1, "layers": layers,
+                            "lr": lr if isinstance(lr, (int, float))
+                            else describe_learning_rate(lr),
+                            **{key: float(v[i]) for key, v in h.history.items()}})
+        if budget is not None and budget.spent:
+            model.epoch = (h.epoch[-1] + 1) if h.epoch else model.epoch
+            stopped = budget.reason
+            break
+    last = model.find_last()
+    history_path = os.path.join(model.log_dir, "history.json")
+    if os.path.isfile(history_path):  # a resumed run: keep the earlier epochs
+        with open(history_path) as f:
+            first = history[0]["epoch"] if history else float("inf")
+            history = [h for h in json.load(f) if h["epoch"] < first] + history
+    write_json(history_path, history)
+    if tracker is not None:
+        write_json(os.path.join(model.log_dir, "mlflow.json"),
+                   {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id})
+        print("MLflow run", tracker.run_id, "in", tracker.tracking_uri)
+    if stopped:
+        print("stopped: {}".format(stopped))
+    print("last checkpoint:", last)
+    return last
