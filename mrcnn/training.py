@@ -371,35 +371,6 @@ def dataset_summary(dataset):
             "folder": root}
 
 
-def learning_rate_text(learning_rate):
-    """A learning rate or a Keras schedule, as numbers: 0.001, or
-    'CosineDecay 0.01 -> 0.0001 over 500 steps'."""
-    if isinstance(learning_rate, (int, float, np.floating)):
-        return "{:g}".format(float(learning_rate))
-    try:
-        config = learning_rate.get_config()
-    except Exception:
-        return str(learning_rate)
-    start = config.get("initial_learning_rate", config.get("learning_rate"))
-    steps = config.get("decay_steps")
-    try:
-        end = float(learning_rate(steps)) if steps else None
-    except Exception:
-        end = None
-    text = type(learning_rate).__name__
-    if start is not None:
-        text += " {:g}".format(float(start))
-    if end is not None:
-        text += " -> {:g}".format(end)
-    if steps:
-        text += " over {} steps".format(int(steps))
-    if config.get("warmup_steps"):
-        text += " after {} warm-up steps to {:g}".format(int(config["warmup_steps"]),
-                                                        float(config.get("warmup_target")
-                                                              or start))
-    return text
-
-
 def record_stage(log_dir, mask_rcnn, layers, learning_rate, history, started,
                  train_dataset, val_dataset, diverged=None):
     """Append one train() call to <log_dir>/run.json: the machine, the starting weights
@@ -420,7 +391,8 @@ def record_stage(log_dir, mask_rcnn, layers, learning_rate, history, started,
     if run.get("initial_weights") is None:
         run["initial_weights"] = mask_rcnn.initial_weights
     epochs = [e + 1 for e in (history.epoch if history is not None else [])]
-    stage = {"layers": layers, "learning_rate": learning_rate_text(learning_rate),
+    from .callbacks import describe_learning_rate
+    stage = {"layers": layers, "learning_rate": describe_learning_rate(learning_rate),
              "epochs": [epochs[0], epochs[-1]] if epochs else [],
              "seconds": round(time.time() - started, 1),
              "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),

@@ -107,7 +107,12 @@ def test_train_writes_config_split_and_class_names_beside_the_checkpoint(coco_ru
     assert split["seed"] == 3 and split["format"] == "coco"
     assert all(r.endswith(".png") for r in split["subsets"]["test"]["references"])
     with open(run / "run.json") as f:
-        assert json.load(f)["set"] == ["DETECTION_MAX_INSTANCES=20"]
+        record = json.load(f)
+    assert record["command_lines"][0]["set"] == ["DETECTION_MAX_INSTANCES=20"]
+    # train() recorded the machine and each stage that ran
+    assert record["machine"]["cpu"]["cores"] >= 1
+    assert [s["layers"] for s in record["stages"]] == ["heads"] * len(record["stages"])
+    assert record["stages"][0]["train_dataset"]["images"] == 4
     # the saved configuration rebuilds the class, values and callable backbone included
     cls = load_config_class(str(run / "config.json"))
     assert cls().to_dict() == {k: v for k, v in config.items() if k != "_class"}
@@ -440,3 +445,27 @@ def test_coco_class_names_match_the_coco_file(coco_sample):
     with open(os.path.join(coco_sample, "instances.json")) as f:
         cats = sorted(json.load(f)["categories"], key=lambda c: c["id"])
     assert ["BG"] + [c["name"] for c in cats] == COCO_CLASS_NAMES
+
+
+def test_samples_pick_the_backbone_of_the_weights_they_name(tmp_path):
+    # issue 16 item 9: the published COCO file is ResNet-101; the traffic sample's config
+    # says ResNet-50, so --weights coco builds a ResNet-101 (a file is looked at)
+    import argparse
+    from samples.traffic.train import SAMPLE
+    from test_weights import resnet_layout, write_classic_h5
+    from mrcnn.cli.common import configs
+
+    def args(weights, *sets):
+        return argparse.Namespace(weights=weights, logs=str(tmp_path), config=None,
+                                  set=list(sets))
+    assert SAMPLE.config.BACKBONE == "resnet50"
+    train, infer = configs(SAMPLE, args("coco"))
+    assert train.BACKBONE == infer.BACKBONE == "resnet101"
+    assert train.backbone_note == "BACKBONE = resnet101 to match the weights (the config " \
+                                  "says resnet50)"
+    r50 = write_classic_h5(str(tmp_path / "r50.h5"), resnet_layout(50))
+    assert configs(SAMPLE, args(r50))[0].BACKBONE == "resnet50"
+    assert configs(SAMPLE, args(r50))[0].backbone_note is None
+    assert configs(SAMPLE, args("imagenet"))[0].BACKBONE == "resnet50"
+    # an explicit --set wins (and a mismatch is then refused at load, with the fix)
+    assert configs(SAMPLE, args("coco", "BACKBONE=resnet50"))[0].BACKBONE == "resnet50"

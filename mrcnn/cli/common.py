@@ -252,10 +252,48 @@ def with_num_classes(config_class, class_names):
     return cls
 
 
+# the backbone of the weight files --weights can name without a path
+KNOWN_BACKBONES = {"coco": "resnet101",       # Matterport's mask_rcnn_coco.h5
+                   "imagenet": "resnet50"}    # the Keras ImageNet ResNet-50
+
+
+def weights_backbone_for(spec, config_class, logs):
+    """The ResNet ("resnet50" / "resnet101") of the file --weights names, when known
+    without building a model, else None."""
+    if spec in KNOWN_BACKBONES:
+        return KNOWN_BACKBONES[spec]
+    path = weights_file(spec, config_class.NAME, logs) if spec not in (None, "none") else None
+    if not path:
+        return None
+    from ..weights import WeightsError, weights_backbone
+    try:
+        return weights_backbone(path)
+    except (WeightsError, OSError):
+        return None  # the load reports a broken file, naming it
+
+
+def match_backbone(config_class, args, overrides):
+    """The config class with BACKBONE set to the ResNet of the --weights file when the
+    two differ (the published COCO weights are ResNet-101; most configs say ResNet-50),
+    so that no backbone stage loads only in part. A BACKBONE given with --set, or a
+    callable backbone, is left alone (a mismatch is then refused at load, with the fix).
+    Returns (class, a note for the run block or None)."""
+    if "BACKBONE" in overrides or not isinstance(config_class.BACKBONE, str):
+        return config_class, None
+    wanted = weights_backbone_for(getattr(args, "weights", None), config_class,
+                                  getattr(args, "logs", None))
+    if wanted is None or wanted == config_class.BACKBONE:
+        return config_class, None
+    note = "BACKBONE = {} to match the weights (the config says {})".format(
+        wanted, config_class.BACKBONE)
+    return apply_overrides(config_class, {"BACKBONE": wanted}), note
+
+
 def configs(sample, args, class_names=None, weights_path=None):
     """(training config class, inference config class), with --config (or the run's
-    config.json), --set and, for samples whose classes come from the data, NUM_CLASSES
-    from class_names applied; CliError when a value is refused."""
+    config.json), --set, the backbone of --weights and, for samples whose classes come
+    from the data, NUM_CLASSES from class_names applied; CliError when a value is
+    refused. The classes carry ``backbone_note`` when the backbone was changed."""
     train, infer, _ = base_config_class(sample, args, weights_path)
     try:
         overrides = parse_overrides(getattr(args, "set", None) or [])
@@ -266,8 +304,11 @@ def configs(sample, args, class_names=None, weights_path=None):
         # detection takes one image at a time, whatever the training batch
         infer = apply_overrides(infer, {k: v for k, v in overrides.items()
                                         if k not in ("GPU_COUNT", "IMAGES_PER_GPU")})
+        train, note = match_backbone(train, args, overrides)
+        infer, _ = match_backbone(infer, args, overrides)
     except ConfigError as e:
         raise CliError(str(e))
+    train.backbone_note = infer.backbone_note = note
     return train, infer
 
 

@@ -207,6 +207,14 @@ def run_command(sample, run, args):
     except CliError as e:
         print("error: {}".format(e), file=sys.stderr)
         raise SystemExit(2)
+    except KeyboardInterrupt as e:
+        # Ctrl-C: one line, not a traceback; what was finished is on disk
+        hint = {"train": "the epochs finished before it are saved; resume with "
+                         "--weights last",
+                "download": "run the same command again to resume"}.get(args.command,
+                                                                        "stopped")
+        print("interrupted: {}".format(str(e) or hint), file=sys.stderr)
+        raise SystemExit(130)
 
 
 def run_sample(sample, argv=None):

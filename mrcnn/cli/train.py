@@ -3,8 +3,9 @@ run block, write the full configuration to ``<run>/config.json`` and train.
 
 Files written in the run folder (``<logs>/<name><YYYYMMDDTHHMM>/``, beside the
 checkpoints): ``config.json`` (every Config value; ``--config`` accepts it), ``run.json``
-(the command line and the choices made), ``split.json`` (the images of each subset),
-``class_names.json`` and ``history.json`` (losses per epoch).
+(the command lines and the choices made), ``split.json`` (the images of each subset) and
+``class_names.json``; ``train()`` itself writes ``history.json``, ``losses.csv`` and
+``losses.png`` after each epoch and adds each stage to ``run.json``.
 """
 import json
 import os
@@ -17,6 +18,20 @@ from .common import (CliError, check_layers, configs, load_initial_weights, pars
 # "--epochs" not given: train up to this epoch (or, with --minutes, until time runs out)
 DEFAULT_EPOCHS = 10
 OPEN_ENDED = 10 ** 6
+
+
+def record_command(path, command):
+    """Add the command line to run.json's "command_lines" (train() adds the machine,
+    the starting weights and each stage that ran)."""
+    run = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            try:
+                run = json.load(f)
+            except ValueError:
+                run = {}
+    run.setdefault("command_lines", []).append(command)
+    write_json(path, run)
 
 
 def default_augmentation():
@@ -135,7 +150,8 @@ def cmd_train(sample, args):
                                           ", --set " + " ".join(args.set) if args.set else "")),
             ("weights", "{}{}".format(args.weights, " ({})".format(path) if path and
                                       path != args.weights else "") +
-             (", resuming after epoch {}".format(start) if start else "")),
+             (", resuming after epoch {}".format(start) if start else "") +
+             ("; " + train_cls.backbone_note if train_cls.backbone_note else "")),
             ("schedule", describe_stages(stages, start)),
             ("steps", "{} per epoch, {} validation, batch {} ({} x {} GPU), images {}x{}".format(
                 config.STEPS_PER_EPOCH, config.VALIDATION_STEPS if val is not None else 0,
@@ -151,11 +167,12 @@ def cmd_train(sample, args):
         make_record({"train": train, "val": val}, dataset=os.path.abspath(args.dataset)
                     if args.dataset else None)
     write_split(os.path.join(model.log_dir, "split.json"), split)
-    write_json(os.path.join(model.log_dir, "run.json"), {
+    # the command line, beside what the library records of each stage (run.json)
+    record_command(os.path.join(model.log_dir, "run.json"), {
         "argv": list(getattr(args, "_argv", sys.argv[1:])),
         "command": "train", "sample": sample.name, "weights": args.weights,
         "weights_path": path, "config": args.config, "set": list(args.set or []),
-        "stages": [{"layers": l, "epochs": e, "lr": str(r)} for l, e, r in stages],
+        "schedule": [{"layers": l, "epochs": e, "lr": str(r)} for l, e, r in stages],
         "minutes": args.minutes, "seed": args.seed, "start_epoch": start})
 
     augmentation = default_augmentation() if args.augment else None
@@ -167,7 +184,6 @@ def cmd_train(sample, args):
         from ..tracking import MLflowCallback
         tracker = MLflowCallback(model, tracking_uri=args.mlflow, experiment=sample.name)
         callbacks.append(tracker)
-    history = []
     stopped = None
     for k, (layers, epochs, lr) in enumerate(stages):
         if budget is not None and budget.spent:
@@ -185,23 +201,12 @@ def cmd_train(sample, args):
                             verbose=2 if args.quiet else 1)
         except TrainingDiverged as e:
             raise CliError("{} The checkpoints before it are in {}.".format(e, model.log_dir))
-        from ..callbacks import describe_learning_rate
-        for i, epoch in enumerate(h.epoch):
-            history.append({"epoch": epoch + 1, "layers": layers,
-                            "lr": lr if isinstance(lr, (int, float))
-                            else describe_learning_rate(lr),
-                            **{key: float(v[i]) for key, v in h.history.items()}})
         if budget is not None and budget.spent:
             model.epoch = (h.epoch[-1] + 1) if h.epoch else model.epoch
             stopped = budget.reason
             break
+    # history.json, losses.csv and losses.png were written after each epoch by train()
     last = model.find_last()
-    history_path = os.path.join(model.log_dir, "history.json")
-    if os.path.isfile(history_path):  # a resumed run: keep the earlier epochs
-        with open(history_path) as f:
-            first = history[0]["epoch"] if history else float("inf")
-            history = [h for h in json.load(f) if h["epoch"] < first] + history
-    write_json(history_path, history)
     if tracker is not None:
         write_json(os.path.join(model.log_dir, "mlflow.json"),
                    {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id})

@@ -48,9 +48,8 @@ def add_download_arguments(p):
 def download(args):
     """download the four classes from Open Images (train and validation splits)"""
     from openimages.classes import UnknownClassError
-    from openimages.download import DownloadError
+    from openimages.download import DownloadError, EmptySubsetError
     from openimages.download import download as fetch
-    from openimages.download import summary_text
     manifests = {}
     for split in args.splits:
         folder = os.path.join(args.out, split)
@@ -60,11 +59,12 @@ def download(args):
                                      seed=args.seed, metadata_url=args.metadata_url,
                                      masks_url=args.masks_url, s3_endpoint=args.s3_endpoint,
                                      workers=args.workers, progress=not args.quiet)
-        except (UnknownClassError, DownloadError, FileNotFoundError) as e:
-            raise CliError("download of the {} split failed: {}. Run the same "
-                                     "command again to resume.".format(split, e))
-        if not args.quiet:
-            print(summary_text(manifests[split]))
+        except (UnknownClassError, EmptySubsetError, FileNotFoundError) as e:
+            raise CliError("download of the {} split: {}".format(split, e))
+        except DownloadError as e:
+            raise CliError("download of the {} split failed: {}. Run the same command "
+                           "again to resume.".format(split, e))
+        # (the downloader printed its summary unless --quiet)
     return manifests
 
 
