@@ -84,8 +84,9 @@ def build_parser(sample, extra_commands=True):
 
     t = _sub(sub, "train", "train (one stage, or --schedule), for --epochs or --minutes",
              "Train. Loads and checks the data and the configuration first, prints a\n"
-             "short run block, and writes config.json, split.json, class_names.json,\n"
-             "run.json and history.json beside the checkpoints.")
+             "short run block, and writes config.json, split.json, class_names.json and\n"
+             "run.json beside the checkpoints; after each epoch, losses.csv, history.json\n"
+             "and losses.png.")
     _common(t, True)
     t.add_argument("--layers", default="heads",
                    help="heads | 3+ | 4+ | 5+ | all | a regex of layer names")
@@ -110,9 +111,13 @@ def build_parser(sample, extra_commands=True):
                    help="repeatable image order and augmentation, and the split's seed "
                         "(default: a random order; split seed 0)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
+    t.add_argument("--save-every", type=int, default=1, metavar="N",
+                   help="write the epoch's checkpoint every N epochs (and after the last); "
+                        "the best one by val_loss is kept as mask_rcnn_<name>_best.h5 "
+                        "(default: 1)")
     t.add_argument("--mlflow", default=None, metavar="URI",
                    help="also log to MLflow (a folder such as mlruns, sqlite:///x.db, a URL; "
-                        "default: no MLflow)")
+                        "default: no MLflow; uploads the best and the last checkpoint)")
 
     e = _sub(sub, "evaluate", "COCO metrics, per-image AP and PR curves (and the loss on "
                               "--subset test)")

@@ -128,6 +128,8 @@ def cmd_train(sample, args):
     except ValueError as e:
         raise CliError(str(e))
     stages = plan_stages(args, config)
+    if args.save_every < 1:
+        raise CliError("--save-every {}: save every N epochs, N >= 1".format(args.save_every))
 
     logs.import_tensorflow()  # quietly, before mrcnn.model imports it
     from .. import model as modellib
@@ -197,6 +199,7 @@ def cmd_train(sample, args):
         try:
             h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
                             augmentation=augmentation, seed=args.seed,
+                            save_every=args.save_every,
                             custom_callbacks=callbacks + [progress],
                             verbose=2 if args.quiet else 1)
         except TrainingDiverged as e:
