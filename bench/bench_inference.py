@@ -15,7 +15,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -68,16 +67,25 @@ def child_mrcnn(args):
         r = model.detect([image])[0]
         times.append(time.perf_counter() - t0)
         n = int(r["rois"].shape[0])
-    # Graph-only time (no mask pasting), for the GFLOP/s figure
-    molded, metas, _ = model.mold_inputs([image])
-    anchors = model.get_anchors(molded[0].shape)[None]
-    graph = []
+    # detect's parts, timed one by one: molding, the graph, unmolding (boxes and masks
+    # back to the image)
+    split = {"mold": [], "graph": [], "unmold": []}
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        model._predict(molded, metas, anchors)
-        graph.append(time.perf_counter() - t0)
-    return {"times": times, "graph_times": graph, "detections": n,
-            "gflop": count_mrcnn_gflop(model, molded, metas, anchors)}
+        molded, metas, windows = model.mold_inputs([image])
+        anchors = model.get_anchors(molded[0].shape)[None]
+        t1 = time.perf_counter()
+        detections, masks = model._predict(molded, metas, anchors)
+        t2 = time.perf_counter()
+        model.unmold_detections(detections[0], masks[0], image.shape, molded[0].shape,
+                                windows[0])
+        t3 = time.perf_counter()
+        split["mold"].append(t1 - t0)
+        split["graph"].append(t2 - t1)
+        split["unmold"].append(t3 - t2)
+    return {"times": times, "graph_times": split["graph"], "split": split, "detections": n,
+            "gflop": count_mrcnn_gflop(model, molded, metas, anchors),
+            "machine": _child.machine_report()}
 
 
 def count_mrcnn_gflop(model, molded, metas, anchors):
@@ -125,7 +133,7 @@ def child_torchvision(args):
     import torchvision
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
                                   min_size=args.size, max_size=args.size,
                                   box_score_thresh=0.0, box_detections_per_img=100)
@@ -142,7 +150,7 @@ def child_torchvision(args):
             times.append(time.perf_counter() - t0)
             n = int(out["boxes"].shape[0])
     return {"times": times, "detections": n, "torch": torch.__version__,
-            "torchvision": torchvision.__version__}
+            "torchvision": torchvision.__version__, "threads": torch.get_num_threads()}
 
 
 # ---------------------------------------------------------------------------- parent
@@ -184,18 +192,27 @@ def main(argv=None):
 
     med = statistics.median(ours["times"])
     gmed = statistics.median(ours["graph_times"])
-    lines = [
+    parts = {k: statistics.median(v) for k, v in ours["split"].items()}
+    outside = parts["mold"] + parts["unmold"]
+    lines = _child.machine_lines(ours["machine"], peer) + [
         "mrcnn detect:        median {:.2f} s  (runs {})".format(
             med, ", ".join("{:.2f}".format(t) for t in ours["times"])),
-        "  graph only:        median {:.2f} s; {} detections".format(gmed, ours["detections"]),
+        "  split:             mold {:.3f} s, graph {:.2f} s, unmold {:.3f} s: {:.1f}% "
+        "outside the graph; {} detections".format(
+            parts["mold"], gmed, parts["unmold"],
+            100.0 * outside / (outside + gmed), ours["detections"]),
         "  peak RSS:          {:.0f} MB".format(ours["peak_rss_mb"]),
     ]
     g = ours.get("gflop")
     if g:
+        peak = ours["machine"]["matmul_gflops"]
         lines.append("  FLOPs:             {:.0f} GFLOP per image (backbone+FPN+RPN {:.0f}, "
-                     "classifier {:.0f}, mask head {:.0f}) -> {:.0f} GFLOP/s in the graph"
-                     .format(g["total"], g["backbone_fpn_rpn"], g["classifier"], g["mask"],
-                             g["total"] / gmed))
+                     "classifier {:.0f}, mask head {:.0f}) -> {:.0f} GFLOP/s in the graph, "
+                     "{:.0f}% of the matmul peak".format(
+                         g["total"], g["backbone_fpn_rpn"], g["classifier"], g["mask"],
+                         g["total"] / gmed, 100.0 * g["total"] / gmed / peak))
+        lines.append("  floor:             {:.2f} s (GFLOP / matmul peak); detect is {:.2f}x "
+                     "the floor".format(g["total"] / peak, med / (g["total"] / peak)))
     if peer:
         pmed = statistics.median(peer["times"])
         lines += [
@@ -216,9 +233,9 @@ def record(args, lines):
     header = "" if os.path.exists(path) else "# Benchmark results\n"
     with open(path, "a") as f:
         f.write(header)
-        f.write("\n## Inference, {}x{}, ResNet-50, 100 detections ({}, {} CPUs, {})\n\n".format(
-            args.size, args.size, datetime.date.today().isoformat(), os.cpu_count(),
-            platform.processor() or platform.machine()))
+        f.write("\n## Inference, {}x{}, ResNet-50, 100 detections ({}, {})\n\n".format(
+            args.size, args.size, datetime.date.today().isoformat(), lines[0].split(":", 1)[1]
+            .strip()))
         f.write("`python bench/bench_inference.py --runs {} --warmup {}`\n\n```\n{}\n```\n"
                 .format(args.runs, args.warmup, "\n".join(lines)))
 

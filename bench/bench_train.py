@@ -1,11 +1,14 @@
 """Training-step benchmark: mrcnn vs torchvision maskrcnn_resnet50_fpn, same run.
 
-    .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--record]
+    .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--batch 1] [--record]
 
-One 512x512 image with the same boxes and masks for both; batch 1; every layer
+One 512x512 image with the same boxes and masks for both; batch 1 (or --batch N copies
+of it); every layer
 trainable (mrcnn layers="all"; torchvision trainable_backbone_layers=5); ResNet-50 FPN,
 random weights; SGD with momentum. Each side runs in its own process after warm-up
-steps; the parent prints the median step time, the ratio and each process's peak RSS.
+steps; the parent prints the machine (CPU, ISA flags, float32 matmul peak), the median
+step time, the ratio and each process's peak RSS, and for mrcnn the time its input
+pipeline needs per batch (built in threads while the previous step runs).
 """
 import argparse
 import datetime
@@ -60,14 +63,15 @@ def child_mrcnn(args):
     dataset = OneImage()
     for c in (1, 2, 3):
         dataset.add_class("bench", c, str(c))
-    dataset.add_image("bench", 0, None)
+    for i in range(max(args.batch, 2)):
+        dataset.add_image("bench", i, None)
     dataset.prepare()
 
     class BenchConfig(Config):
         NAME = "bench"
         BACKBONE = "resnet50"
         NUM_CLASSES = 4
-        IMAGES_PER_GPU = 1
+        IMAGES_PER_GPU = args.batch
         IMAGE_MIN_DIM = args.size
         IMAGE_MAX_DIM = args.size
         TRAIN_BN = False
@@ -82,6 +86,15 @@ def child_mrcnn(args):
     batch = (next(it),)
     del it
     ds.loader.close()
+    # the input pipeline alone: batches per second of a loader nobody waits on
+    from mrcnn.pipeline import BatchLoader
+    loader = BatchLoader(dataset, config, seed=1, prefetch=1)
+    loader.next_batch()
+    t0 = time.perf_counter()
+    for _ in range(4):
+        loader.next_batch()
+    pipeline = (time.perf_counter() - t0) / 4
+    loader.close()
     model.keras_model.make_train_function()
     step = model.keras_model.train_function
     single = tf.data.Dataset.from_tensors(batch).repeat()
@@ -94,7 +107,7 @@ def child_mrcnn(args):
         logs = step(data_it)
         float(logs["loss"])
         times.append(time.perf_counter() - t0)
-    return {"times": times}
+    return {"times": times, "pipeline": pipeline, "machine": _child.machine_report()}
 
 
 def child_torchvision(args):
@@ -103,7 +116,7 @@ def child_torchvision(args):
     import torchvision
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     image, masks, class_ids = scene(args.size)
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4,
                                   min_size=args.size, max_size=args.size,
@@ -119,7 +132,7 @@ def child_torchvision(args):
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step():
-        losses = model([x], [target])
+        losses = model([x] * args.batch, [target] * args.batch)
         loss = sum(losses.values())
         opt.zero_grad()
         loss.backward()
@@ -134,12 +147,13 @@ def child_torchvision(args):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__}
+    return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "threads": torch.get_num_threads()}
 
 
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--size", str(args.size)]
+           "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch)]
     return _child.run_child(cmd, which)
 
 
@@ -148,6 +162,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=512)
+    p.add_argument("--batch", type=int, default=1)
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
     p.add_argument("--record", action="store_true")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
@@ -156,30 +171,38 @@ def main(argv=None):
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
         return
-    print("mrcnn: {} warm-up + {} steps at {}x{} ...".format(args.warmup, args.steps,
-                                                             args.size, args.size), flush=True)
+    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {} ...".format(
+        args.warmup, args.steps, args.size, args.size, args.batch), flush=True)
     ours = run_child(sys.executable, "mrcnn", args)
     med = statistics.median(ours["times"])
-    lines = ["mrcnn train step:    median {:.2f} s  (steps {}); peak RSS {:.0f} MB".format(
-        med, ", ".join("{:.2f}".format(t) for t in ours["times"]), ours["peak_rss_mb"])]
+    peer = None
     if os.path.exists(args.torch_python):
         print("torchvision ...", flush=True)
         peer = run_child(args.torch_python, "torchvision", args)
+    lines = _child.machine_lines(ours["machine"], peer) + [
+        "mrcnn train step:    median {:.2f} s  (steps {}); peak RSS {:.0f} MB".format(
+            med, ", ".join("{:.2f}".format(t) for t in ours["times"]), ours["peak_rss_mb"]),
+        "  input pipeline:    {:.3f} s per batch on its own ({:.0f}% of a step; built in "
+        "threads while the step runs)".format(ours["pipeline"], 100 * ours["pipeline"] / med)]
+    if peer:
         pmed = statistics.median(peer["times"])
         lines += ["torchvision {} train step: median {:.2f} s  (steps {}); peak RSS {:.0f} MB"
                   .format(peer["torchvision"], pmed,
                           ", ".join("{:.2f}".format(t) for t in peer["times"]),
                           peer["peak_rss_mb"]),
-                  "ratio mrcnn / torchvision: {:.2f}x time".format(med / pmed)]
+                  "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(
+                      med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"])]
     else:
         lines.append("torchvision not installed at {}; no peer".format(args.torch_python))
     print("\n".join(lines))
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write("\n## Training step, {0}x{0}, batch 1, all layers, ResNet-50 ({1}, {2} CPUs)"
-                    "\n\n`python bench/bench_train.py --steps {3} --warmup {4}`\n\n```\n{5}\n```\n"
-                    .format(args.size, datetime.date.today().isoformat(), os.cpu_count(),
-                            args.steps, args.warmup, "\n".join(lines)))
+            f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50 ({2}, {3})"
+                    "\n\n`python bench/bench_train.py --steps {4} --warmup {5} --batch {1}`\n\n"
+                    "```\n{6}\n```\n".format(args.size, args.batch,
+                                            datetime.date.today().isoformat(),
+                                            lines[0].split(":", 1)[1].strip(), args.steps,
+                                            args.warmup, "\n".join(lines)))
 
 
 if __name__ == "__main__":

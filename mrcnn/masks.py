@@ -109,7 +109,7 @@ def _bilinear_weights(n_in, n_out):
     """[n_out, n_in] weights of a 1-D linear resize from n_in to n_out samples, as
     ``resize`` (scikit-image, order 1, mode "constant", no anti-aliasing) does it: output
     sample o reads the input at (o + 0.5) * n_in / n_out - 0.5, and samples beyond the
-    edges count as 0."""
+    edges count as 0 (resize then clips the result to the input's range)."""
     x = (np.arange(n_out) + 0.5) * (n_in / float(n_out)) - 0.5
     return np.maximum(0.0, 1.0 - np.abs(x[:, None] - np.arange(n_in)[None, :]))
 
@@ -142,9 +142,11 @@ def unmold_masks(masks, boxes, image_shape, threshold=0.5):
         if y2 <= y1 or x2 <= x1:
             continue
         m = masks[i].astype(np.float64)
-        # float32 like resize's result, so pixels at the threshold fall the same way
-        values = (weights(m.shape[0], y2 - y1) @ m @ weights(m.shape[1], x2 - x1).T) \
-            .astype(np.float32)
+        values = weights(m.shape[0], y2 - y1) @ m @ weights(m.shape[1], x2 - x1).T
+        # resize clips its result to the input's range (the zeros beyond the edges
+        # never pull a mask whose values are all high below its minimum), and returns
+        # float32: the same here, so pixels at the threshold fall the same way
+        values = np.clip(values, m.min(), m.max()).astype(np.float32)
         # the part of the box inside the image (unmold_mask's slice assignment clips too)
         ty1, tx1, ty2, tx2 = max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
         if ty2 > ty1 and tx2 > tx1:

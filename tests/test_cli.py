@@ -89,7 +89,10 @@ def test_train_subprocess_has_no_tensorflow_noise_and_a_short_run_block(coco_run
 def test_train_writes_config_split_and_class_names_beside_the_checkpoint(coco_run):
     run = coco_run["run"]
     assert sorted(f for f in os.listdir(run) if f.endswith(".h5")) == [
-        "mask_rcnn_clitiny_0001.h5"]
+        "mask_rcnn_clitiny_0001.h5", "mask_rcnn_clitiny_best.h5"]
+    # train() wrote the per-step and per-epoch records and the curves
+    for name in ("losses.csv", "history.json", "losses.png"):
+        assert (run / name).is_file(), name
     with open(run / "config.json") as f:
         config = json.load(f)
     assert config["LEARNING_RATE"] == 0.0125            # --lr unset: left alone

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,13 @@ from openimages.rangezip import parse_central_directory, parse_end_records
 
 DOG, PIZZA, PERSON, WOMAN = "/m/0bt9lr", "/m/0663v", "/m/01g317", "/m/03bt1vf"
 SYNTHETIC_WOMAN = "00d5eb460eab4613_m03bt1vf_deadbeef.png"
+
+
+def ctrl_c_as_in_a_terminal():
+    """Popen preexec_fn: SIGINT back to its default in the child. A test suite started in
+    the background of a non-interactive shell runs with SIGINT ignored, and children
+    inherit that, so Ctrl-C would never reach them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 from fake_openimages import mask_box, serve, start_s3  # noqa: E402  (local servers)
@@ -376,7 +384,6 @@ def part_files(folder):
 
 
 def test_ctrl_c_during_image_downloads_stops_at_once_and_says_how_to_resume(world, tmp_path):
-    import signal
     import time
     from urllib.parse import urlparse
 
@@ -389,7 +396,7 @@ def test_ctrl_c_during_image_downloads_stops_at_once_and_says_how_to_resume(worl
            "--metadata-url", world["meta"], "--masks-url", world["masks"],
            "--s3-endpoint", proxy.endpoint]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=ctrl_c_as_in_a_terminal)
     try:
         deadline = time.monotonic() + 60
         while not (out / "images").is_dir() or not any(

@@ -188,6 +188,8 @@ def test_unmold_masks_matches_unmold_mask_on_every_mask_of_a_100_detection_image
     n, size = 100, 1024
     probs = rng.rand(n, 28, 28).astype(np.float32)
     probs[:10] = np.round(probs[:10] * 4) / 4          # values right at the threshold
+    probs[10:20] = 0.3 + 0.7 * probs[10:20]            # no low values: resize's clip matters
+    probs[20] = 1.0                                    # a constant mask
     y1, x1 = rng.randint(0, size - 1, n), rng.randint(0, size - 1, n)
     h, w = rng.randint(1, 400, n), rng.randint(1, 400, n)
     boxes = np.stack([y1, x1, np.minimum(y1 + h, size), np.minimum(x1 + w, size)], axis=1)

@@ -32,6 +32,14 @@ HTTP_RATE = 400000          # metadata and zip ranges
 SIGINT_LIMIT_S = 2.0        # Ctrl-C must stop the run within this
 
 
+def ctrl_c_as_in_a_terminal():
+    """Popen preexec_fn: SIGINT back to its default in the child. A test suite started in
+    the background of a non-interactive shell runs with SIGINT ignored, and children
+    inherit that, so Ctrl-C would never reach them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+
 def kills(default):
     return int(os.environ.get("MRCNN_FAULT_KILLS", default))
 
@@ -199,7 +207,8 @@ def run_kills(servers, reference, tmp_path, sig, n, seed):
         out = tmp_path / "{}-{}".format(sig, k)
         clear_logs(servers)
         proc = subprocess.Popen(command(servers, out), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                preexec_fn=ctrl_c_as_in_a_terminal)
         time.sleep(moment)
         these = []
         proc.send_signal(getattr(signal, sig))
