@@ -487,7 +487,8 @@ def apply_overrides(config_class, overrides):
             close = difflib.get_close_matches(key.upper(), keys, n=4, cutoff=0.5)
             raise ConfigError("--set {}: {} has no such setting; {}".format(
                 key, config_class.__name__, "did you mean {}?".format(", ".join(close))
-                if close else "the settings are listed by --help-config"))
+                if close else "every setting is listed in docs/config.md (or print "
+                "Config().display())"))
         attrs[key] = _coerce(config_class, key, value)
     cls = type(config_class.__name__, (config_class,), attrs)
     cls.__module__ = config_class.__module__

@@ -51,7 +51,8 @@ from .training import (LAYER_PRESETS, ClassicCheckpoint, RunHistory,  # noqa: F4
                        SkippedImagesLogger, StepLossLogger, TrainingDiverged, TrainingModel,
                        best_in_history, dataset_summary, layers_regex, make_strategy,
                        read_history, record_stage, set_trainable)
-from .weights import load_weights_by_name, save_weights_classic, sha256_file
+from .weights import (checkpoint_problem, find_last_checkpoint,  # noqa: F401
+                      load_weights_by_name, save_weights_classic, sha256_file)
 
 logger = logging.getLogger(__name__)
 
@@ -107,44 +108,6 @@ class PositiveRois(KL.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], None, input_shape[0][2])
-
-
-def find_last_checkpoint(model_dir, name):
-    """The last checkpoint of the latest training run named ``name`` under model_dir
-    (what ``MaskRCNN.find_last`` returns, without building a model)."""
-    name = (name or "").lower()
-    dir_names = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                       if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
-    if not dir_names:
-        raise FileNotFoundError(
-            "Could not find a model directory for NAME={!r} under {}; train first, or "
-            "give load_weights a path.".format(name, model_dir))
-    for dir_name in reversed(dir_names):
-        folder = os.path.join(model_dir, dir_name)
-        checkpoints = sorted(f for f in os.listdir(folder)
-                             if re.fullmatch(r"mask_rcnn_.*_\d{4}\.h5", f))
-        for checkpoint in reversed(checkpoints):
-            path = os.path.join(folder, checkpoint)
-            problem = checkpoint_problem(path)
-            if problem is None:
-                return path
-            logger.warning("find_last: skipping %s (%s)", path, problem)
-    raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
-        model_dir, dir_names[-1]))
-
-
-def checkpoint_problem(path):
-    """Why a checkpoint file cannot be loaded (a short text), or None when it opens as a
-    weight file. Checkpoints are written to a temporary name and renamed when complete,
-    so this only catches files damaged afterwards (a disk that filled up, a partial copy)."""
-    import h5py
-    try:
-        with h5py.File(path, "r") as f:
-            if "layer_names" not in f.attrs and "model_weights" not in f and "layers" not in f:
-                return "not a Keras weight file"
-    except OSError as e:
-        return "unreadable: {}".format(str(e).split(";")[0][:120])
-    return None
 
 
 class MaskRCNN(object):

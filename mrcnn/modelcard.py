@@ -53,6 +53,11 @@ def _num(v, digits=3):
     return "{:.{}f}".format(v, digits) if isinstance(v, float) else str(v)
 
 
+def _rate(value):
+    """A learning rate as history.json holds it (a float at the epoch's end, or a text)."""
+    return "{:.4g}".format(value) if isinstance(value, (int, float)) else str(value)
+
+
 def _text(value, key):
     if value in (None, "", []):
         return NOT_GIVEN.format(key)
@@ -138,15 +143,17 @@ def training_section(config, history, about, run=None):
         if text:
             lines += [text, ""]
     if history:
-        stages = []
+        stages = []   # [layers, first epoch, last epoch, first lr, last lr]
         for h in history:
-            key = (h.get("layers"), h.get("lr"))
-            if not stages or stages[-1][0] != key:
-                stages.append([key, h["epoch"], h["epoch"]])
-            stages[-1][2] = h["epoch"]
+            if not stages or stages[-1][0] != h.get("layers"):
+                stages.append([h.get("layers"), h["epoch"], h["epoch"], h.get("lr"),
+                               h.get("lr")])
+            stages[-1][2], stages[-1][4] = h["epoch"], h.get("lr")
         lines.append("**Schedule** (from history.json): " + "; ".join(
-            "layers `{}` at lr {} for epochs {}-{}".format(k[0], k[1], a, b)
-            for k, a, b in stages) + ".")
+            "layers `{}` for epochs {}-{} at lr {}".format(
+                layers, a, b, _rate(lr0) if lr0 == lr1 or not isinstance(lr0, (int, float))
+                else "{} -> {}".format(_rate(lr0), _rate(lr1)))
+            for layers, a, b, lr0, lr1 in stages) + ".")
         last = history[-1]
         losses = ", ".join("{} {:.4f}".format(k, v) for k, v in sorted(last.items())
                            if k.endswith("loss") and isinstance(v, (int, float)))
@@ -212,13 +219,17 @@ def metrics_section(report):
 def getting_started(weights, config, config_spec=None):
     """A snippet that loads these weights and detects, in Python and on the command line."""
     name = os.path.basename(weights)
-    module, _, cls = (config_spec or "").partition(":")
-    if not cls:
+    module, _, cls = (config_spec or "").rpartition(":")
+    if not cls or not module:
         module, cls = "my_config", type(config).__name__
+    if module.endswith((".py", ".json")) or os.sep in module:
+        load = ["from mrcnn.config import load_config_class",
+                "{} = load_config_class(\"{}:{}\")".format(cls, module, cls)]
+    else:
+        load = ["from {} import {}".format(module, cls)]
     return "\n".join([
         "```python",
-        "from mrcnn import model as modellib, utils",
-        "from {} import {}".format(module, cls),
+        "from mrcnn import model as modellib, utils"] + load + [
         "",
         "class InferenceConfig({}):".format(cls),
         "    GPU_COUNT = 1",
@@ -237,9 +248,10 @@ def known_use(config, class_names, run):
     classes = ", ".join(class_names[1:]) if class_names else \
         "{} classes".format(config.NUM_CLASSES - 1)
     data = _data_text(run)
+    if data:
+        data = data[0].lower() + data[1:].replace(" (from run.json).", "")
     text = ["Instance segmentation (boxes and masks) of: {}.".format(classes),
-            "Images like the training data{}.".format(
-                ": " + data[0].lower() + data[1:] if data else "")]
+            "Images like the training data{}.".format(": " + data if data else "")]
     return [t + " _(derived from the training record; give your own with --about)_"
             for t in text]
 

@@ -21,6 +21,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+# a numbered checkpoint: mask_rcnn_<name>_<epoch:04d>.h5 (not the _best.h5 file)
+CHECKPOINT_NAME = re.compile(r"mask_rcnn_.*_\d{4}\.h5")
+
 CLASS_SPECIFIC_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
 
 
@@ -373,3 +376,40 @@ def save_weights_classic(keras_model, filepath):
         os.fsync(f.fileno())
     os.replace(tmp, filepath)
     return filepath
+
+
+def find_last_checkpoint(model_dir, name):
+    """The last checkpoint of the latest training run named ``name`` under model_dir
+    (what ``MaskRCNN.find_last`` returns, without building a model)."""
+    name = (name or "").lower()
+    dir_names = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                       if d.startswith(name) and os.path.isdir(os.path.join(model_dir, d)))
+    if not dir_names:
+        raise FileNotFoundError(
+            "Could not find a model directory for NAME={!r} under {}; train first, or "
+            "give load_weights a path.".format(name, model_dir))
+    for dir_name in reversed(dir_names):
+        folder = os.path.join(model_dir, dir_name)
+        checkpoints = sorted(f for f in os.listdir(folder)
+                             if CHECKPOINT_NAME.fullmatch(f))
+        for checkpoint in reversed(checkpoints):
+            path = os.path.join(folder, checkpoint)
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            log.warning("find_last: skipping %s (%s)", path, problem)
+    raise FileNotFoundError("Could not find weight files in {} (newest run {})".format(
+        model_dir, dir_names[-1]))
+
+
+def checkpoint_problem(path):
+    """Why a checkpoint file cannot be loaded (a short text), or None when it opens as a
+    weight file. Checkpoints are written to a temporary name and renamed when complete,
+    so this only catches files damaged afterwards (a disk that filled up, a partial copy)."""
+    try:
+        with h5py.File(path, "r") as f:
+            if "layer_names" not in f.attrs and "model_weights" not in f and "layers" not in f:
+                return "not a Keras weight file"
+    except OSError as e:
+        return "unreadable: {}".format(str(e).split(";")[0][:120])
+    return None

@@ -22,13 +22,15 @@ from mrcnn import utils
 class OpenImagesDataset(utils.Dataset):
     """Instances from annotations.csv and the mask PNGs of a downloaded subset."""
 
-    def load_dataset(self, dataset_dir, subset=None, class_names=None, source="openimages"):
+    def load_dataset(self, dataset_dir, subset=None, class_names=None, source="openimages",
+                     image_ids=None):
         """Add the images and classes of a subset.
 
         dataset_dir: the download folder, or its parent when ``subset`` names a sub-folder
             (e.g. "train" or "validation").
         class_names: which classes to load (default: all classes of the manifest),
             matched case-insensitively.
+        image_ids: load only these Open Images ImageIDs (e.g. one part of a split).
         """
         folder = os.path.join(dataset_dir, subset) if subset and \
             os.path.isdir(os.path.join(dataset_dir, subset)) else dataset_dir
@@ -52,6 +54,13 @@ class OpenImagesDataset(utils.Dataset):
         ann = pd.read_csv(os.path.join(folder, "annotations.csv"), dtype={"ImageID": str})
         ann = ann[ann["ClassName"].isin(names)]
         class_index = {name: i for i, name in enumerate(names, start=1)}
+        if image_ids is not None:
+            wanted = {str(i) for i in image_ids}
+            unknown = sorted(wanted - set(ann["ImageID"]))
+            if unknown:
+                raise FileNotFoundError("image ids not found in {} (for {}): {}".format(
+                    folder, names, unknown[:5]))
+            ann = ann[ann["ImageID"].isin(wanted)]
         for image_id, rows in ann.groupby("ImageID", sort=True):
             path = os.path.join(folder, "images", "{}.jpg".format(image_id))
             if not os.path.exists(path):

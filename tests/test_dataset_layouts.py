@@ -59,11 +59,41 @@ def test_instance_png_class_map_and_errors(tmp_path):
     np.testing.assert_array_equal(masks[..., 0], ids == 2)
     with pytest.raises(FileNotFoundError, match="mask_name"):
         InstancePngDataset().load_folder(str(img), str(msk), mask_name="{stem}.png")
+    # a colour image where a mask should be (the photos' folder given as the masks) is
+    # refused when the folder is loaded, not at the first load_mask of a training run
     Image.fromarray(np.zeros((30, 40, 3), np.uint8)).save(msk / "FudanPed00001_mask.png")
+    with pytest.raises(ValueError, match=r"FudanPed00001_mask\.png is a colour image \(RGB\)"
+                                         r".*image folder rather than the masks"):
+        InstancePngDataset().load_folder(str(img), str(msk))
+
+
+def test_instance_png_mask_name_with_an_unknown_placeholder_is_refused_at_once(tmp_path):
+    img, msk, _ = pennfudan(tmp_path)
+    with pytest.raises(ValueError, match=r"placeholder \{name\}.*only one is \{stem\}"):
+        InstancePngDataset().load_folder(str(img), str(msk), mask_name="{name}_mask.png")
+    with pytest.raises(ValueError, match="not a valid pattern"):
+        InstancePngDataset().load_folder(str(img), str(msk), mask_name="{stem_mask.png")
+
+
+def test_every_folder_loader_takes_image_ids(tmp_path):
+    img, msk, _ = pennfudan(tmp_path / "pf")
     ds = InstancePngDataset()
-    ds.load_folder(str(img), str(msk))
-    with pytest.raises(ValueError, match="colour image"):
-        ds.load_mask(0)
+    ds.load_folder(str(img), str(msk), image_ids=["FudanPed00002"])
+    assert [i["id"] for i in ds.image_info] == ["FudanPed00002"]
+    with pytest.raises(FileNotFoundError, match="FudanPed00009"):
+        InstancePngDataset().load_folder(str(img), str(msk), image_ids=["FudanPed00009"])
+    masks = np.zeros((1, 30, 40), np.uint8)
+    masks[0, 1:5, 2:9] = 1
+    for stem in ("a", "b", "c"):
+        write_image(str(tmp_path / "npy" / (stem + ".jpg")))
+        np.save(tmp_path / "npy" / (stem + ".npy"), {"labels": [1], "masks": masks})
+    ds = NpyDataset()
+    ds.load_folder(str(tmp_path / "npy"), class_names=["x"], image_ids=["c", "a"])
+    assert [i["id"] for i in ds.image_info] == ["a", "c"]
+    via_files(tmp_path / "via")
+    ds = ViaDataset()
+    ds.load_via(str(tmp_path / "via" / "v2.json"), image_ids=["b.jpg"])
+    assert [i["id"] for i in ds.image_info] == ["b.jpg"]
 
 
 # ---------------------------------------------------------------- nucleus style

@@ -1,9 +1,12 @@
 """python -m mrcnn.modelcard on a small evaluation JSON."""
 import json
+import os
 
 import pytest
 
 from mrcnn import modelcard
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 EVAL = {
     "coco": {"num_images": 13, "num_detections": 420,
@@ -59,8 +62,8 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     assert "| nucleus (1) | 0.432 | 0.701 | 0.388 | 0.654 |" in text
     assert "- mAP @ IoU 0.5: 0.611" in text and "- mAP @ IoU 0.75: 0.444" in text
     assert "- mAP @ IoU 0.50:0.95: 0.333" in text
-    assert ("layers `heads` at lr 0.01 for epochs 1-1; layers `all` at lr 0.001 for epochs "
-            "2-2") in text
+    assert ("layers `heads` for epochs 1-1 at lr 0.01; layers `all` for epochs 2-2 at lr "
+            "0.001") in text
     assert "loss 1.2500" in text and "mrcnn_mask_loss 0.4000" in text
     assert "- Counting nuclei in fluorescence images\n- Teaching" in text
     assert "Mostly fluorescence images" in text
@@ -109,3 +112,16 @@ def test_card_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown keys"):
         modelcard.build_card(weights, modelcard.load_config(
             "samples.traffic.traffic:TrafficConfig"), about={"purpose": "x"})
+
+
+def test_card_schedule_shows_a_decaying_rate_as_a_range_and_file_configs_load(tmp_path):
+    weights = write_run(tmp_path)
+    run = tmp_path / "nucleus20261122T0700"
+    (run / "history.json").write_text(json.dumps([
+        {"epoch": 1, "layers": "all", "lr": 0.019999999552965164, "loss": 2.0},
+        {"epoch": 2, "layers": "all", "lr": 0.004999999422580004, "loss": 1.5},
+        {"epoch": 3, "layers": "all", "lr": 0.0, "loss": 1.4}]))
+    spec = os.path.join(ROOT, "samples", "nucleus", "nucleus.py") + ":NucleusConfig"
+    text = modelcard.build_card(weights, modelcard.load_config(spec), config_spec=spec)
+    assert "layers `all` for epochs 1-3 at lr 0.02 -> 0." in text
+    assert 'NucleusConfig = load_config_class("{}")'.format(spec) in text

@@ -112,40 +112,27 @@ def coco_weights_path():
 
 
 def find_last(logs, name=None):
-    """The newest checkpoint under ``logs``: of the runs named ``name`` (the classic
-    ``find_last``), or, without a name, of any run (by file time)."""
+    """The newest numbered checkpoint (never ``_best.h5``) that opens, under ``logs``: of
+    the runs named ``name`` (the classic ``find_last``), or, without a name, of any run
+    (by file time)."""
+    from ..weights import CHECKPOINT_NAME, checkpoint_problem, find_last_checkpoint
     if name:
-        return _find_last_named(logs, name)
-    best = None
+        return find_last_checkpoint(logs, name)
+    found = []
     if os.path.isdir(logs):
         for d in os.listdir(logs):
             folder = os.path.join(logs, d)
             if not os.path.isdir(folder):
                 continue
             for f in os.listdir(folder):
-                if f.startswith("mask_rcnn") and f.endswith(".h5"):
+                if CHECKPOINT_NAME.fullmatch(f):
                     path = os.path.join(folder, f)
-                    key = (os.path.getmtime(path), path)
-                    best = max(best, key) if best else key
-    if best is None:
-        raise FileNotFoundError("no checkpoint (mask_rcnn_*.h5) in any run folder under {}"
-                                .format(logs))
-    return best[1]
-
-
-def _find_last_named(logs, name):
-    name = name.lower()
-    dirs = sorted(d for d in (os.listdir(logs) if os.path.isdir(logs) else [])
-                  if d.startswith(name) and os.path.isdir(os.path.join(logs, d)))
-    if not dirs:
-        raise FileNotFoundError("no run folder named {}* under {}".format(name, logs))
-    for d in reversed(dirs):
-        folder = os.path.join(logs, d)
-        found = sorted(f for f in os.listdir(folder)
-                       if f.startswith("mask_rcnn") and f.endswith(".h5"))
-        if found:
-            return os.path.join(folder, found[-1])
-    raise FileNotFoundError("no checkpoint in {} (newest run {})".format(logs, dirs[-1]))
+                    found.append((os.path.getmtime(path), path))
+    for _, path in sorted(found, reverse=True):
+        if checkpoint_problem(path) is None:
+            return path
+    raise FileNotFoundError("no checkpoint (mask_rcnn_<name>_<epoch>.h5) in any run folder "
+                            "under {}".format(logs))
 
 
 def weights_file(spec, name, logs):

@@ -80,6 +80,9 @@ def build_parser(sample, extra_commands=True):
     p = argparse.ArgumentParser(
         prog=sample.prog, formatter_class=HelpFormatter,
         description=sample.description or "Mask R-CNN sample: {}".format(sample.name))
+    from .. import __version__
+    p.add_argument("--version", action="version", version="mrcnn " + __version__,
+                   help="print the version of mrcnn and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     t = _sub(sub, "train", "train (one stage, or --schedule), for --epochs or --minutes",
@@ -270,6 +273,11 @@ def delegate(command, argv):
     if command in ("export", "demo") and not any(a in ("-h", "--help") for a in argv):
         logs.import_tensorflow()
     module = importlib.import_module(DELEGATES[command][0])
+    if command == "modelcard" and not verbose:
+        # a --config module may import TensorFlow; its start-up lines are filtered (the
+        # card itself is quick, so holding back stderr until it is written is fine)
+        with logs.filtered_stderr():
+            return module.main(argv)
     return module.main(argv)
 
 
@@ -278,9 +286,5 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATES:
         return delegate(argv[0], argv[1:])
-    if argv and argv[0] == "--version":
-        from .. import __version__
-        print("mrcnn", __version__)
-        return None
     sample = mrcnn_sample()
     return run_sample(sample, argv)

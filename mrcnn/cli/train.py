@@ -208,8 +208,11 @@ def cmd_train(sample, args):
             model.epoch = (h.epoch[-1] + 1) if h.epoch else model.epoch
             stopped = budget.reason
             break
-    # history.json, losses.csv and losses.png were written after each epoch by train()
-    last = model.find_last()
+    # history.json, losses.csv and losses.png were written after each epoch by train();
+    # the last checkpoint is this run's, whatever other runs the logs folder holds
+    from ..weights import CHECKPOINT_NAME
+    mine = sorted(f for f in os.listdir(model.log_dir) if CHECKPOINT_NAME.fullmatch(f))
+    last = os.path.join(model.log_dir, mine[-1]) if mine else None
     if tracker is not None:
         write_json(os.path.join(model.log_dir, "mlflow.json"),
                    {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id})

@@ -26,6 +26,37 @@ def image_size(path, exif_orientation=True):
     return imageops.image_size(path, exif_orientation=exif_orientation)
 
 
+def wanted_ids(image_ids, found, where):
+    """The set of ``image_ids`` to load (None: all), after checking that each is among
+    ``found`` (the ids the folder or file has); FileNotFoundError naming the unknown ones.
+    A split of a dataset (``mrcnn.datasets.split``) passes its ids here."""
+    if image_ids is None:
+        return None
+    wanted = {str(i) for i in image_ids}
+    unknown = sorted(wanted - {str(f) for f in found})
+    if unknown:
+        raise FileNotFoundError("image ids not found in {}: {}{}".format(
+            where, unknown[:5], " ..." if len(unknown) > 5 else ""))
+    return wanted
+
+
+def check_mask_name(mask_name, fields=("stem",)):
+    """Refuse a mask-name pattern with a placeholder other than ``fields`` (a typo such
+    as ``{name}`` would only fail at the first load_mask otherwise)."""
+    import string
+    try:
+        used = [f for _, f, _, _ in string.Formatter().parse(mask_name) if f is not None]
+    except ValueError as e:
+        raise ValueError("mask_name {!r} is not a valid pattern ({}); write the image's name "
+                         "as {{stem}}, e.g. '{{stem}}_mask.png'".format(mask_name, e)) from None
+    unknown = [f for f in used if f not in fields]
+    if unknown:
+        raise ValueError("mask_name {!r} has the placeholder {{{}}}, which is not known; the "
+                         "only one is {{stem}} (the image's file name without extension), "
+                         "e.g. '{{stem}}_mask.png' or '{{stem}}.png'".format(mask_name,
+                                                                           unknown[0]))
+
+
 def add_classes(dataset, source, names):
     """Register class names 1..K for ``source``; returns {name: id}."""
     ids = {}

@@ -22,7 +22,14 @@ import numpy as np
 from PIL import Image
 
 from ..dataset import Dataset
-from ._common import add_classes, image_size, list_images
+from ._common import add_classes, check_mask_name, image_size, list_images, wanted_ids
+
+
+def colour_mask(path):
+    """The colour mode of an image file ("RGB", "RGBA", ...; read from its header), or
+    None when it is a single-channel image."""
+    with Image.open(path) as im:
+        return im.mode if im.mode in ("RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV") else None
 
 
 class InstancePngDataset(Dataset):
@@ -30,14 +37,18 @@ class InstancePngDataset(Dataset):
 
     def load_folder(self, image_dir, mask_dir, mask_name="{stem}_mask.png",
                     class_name="object", class_map=None, class_names=None,
-                    source="instance_png", skip_missing=False):
+                    source="instance_png", skip_missing=False, image_ids=None):
         """Add every image of ``image_dir`` that has a mask ``mask_dir/mask_name``.
 
         mask_name: the mask's file name, with ``{stem}`` the image name without
             extension (PennFudan: "{stem}_mask.png"; same name: "{stem}.png").
         skip_missing: leave out images without a mask (default: FileNotFoundError
             listing them).
+        image_ids: load only these images (their stems), e.g. one part of a split.
+        A pattern with another placeholder, or a mask folder of colour images (the image
+        folder given twice), is refused here, before any mask is read.
         """
+        check_mask_name(mask_name)
         if class_map is None:
             names = [class_name]
         elif callable(class_map):
@@ -52,12 +63,22 @@ class InstancePngDataset(Dataset):
         self.class_ids_by_name = add_classes(self, source, names)
         self.class_map = class_map
         missing = []
-        for name in list_images(image_dir):
+        names = list_images(image_dir)
+        wanted = wanted_ids(image_ids, [os.path.splitext(n)[0] for n in names], image_dir)
+        for name in names:
             stem = os.path.splitext(name)[0]
+            if wanted is not None and stem not in wanted:
+                continue
             mask_path = os.path.join(mask_dir, mask_name.format(stem=stem))
             if not os.path.isfile(mask_path):
                 missing.append(mask_path)
                 continue
+            colour = colour_mask(mask_path)
+            if colour:
+                raise ValueError(
+                    "{} is a colour image ({}): an instance mask is one channel of instance "
+                    "ids (0 = background, k = instance k; PIL mode L, P or I). Is {} the "
+                    "image folder rather than the masks?".format(mask_path, colour, mask_dir))
             path = os.path.join(image_dir, name)
             h, w = image_size(path, self.exif_orientation)
             self.add_image(source, image_id=stem, path=path, mask_path=mask_path,

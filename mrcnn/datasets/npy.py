@@ -19,22 +19,26 @@ import numpy as np
 
 from ..dataset import Dataset
 from ..boxes import extract_bboxes
-from ._common import add_classes, image_size, list_images
+from ._common import add_classes, image_size, list_images, wanted_ids
 
 
 class NpyDataset(Dataset):
     """Images with a ``<stem>.npy`` dict of boxes, labels and masks each."""
 
     def load_folder(self, image_dir, class_names, annotation_dir=None, source="npy",
-                    box_tolerance=None):
+                    box_tolerance=None, image_ids=None):
         annotation_dir = annotation_dir or image_dir
         self.source = source
         add_classes(self, source, class_names)
         self.num_names = len(class_names)
         self.box_tolerance = box_tolerance
         missing = []
-        for name in list_images(image_dir):
+        names = list_images(image_dir)
+        wanted = wanted_ids(image_ids, [os.path.splitext(n)[0] for n in names], image_dir)
+        for name in names:
             stem = os.path.splitext(name)[0]
+            if wanted is not None and stem not in wanted:
+                continue
             ann = os.path.join(annotation_dir, stem + ".npy")
             if not os.path.isfile(ann):
                 missing.append(ann)

@@ -25,7 +25,7 @@ import numpy as np
 import skimage.draw
 
 from ..dataset import Dataset
-from ._common import add_classes, find_named_file, image_size
+from ._common import add_classes, find_named_file, image_size, wanted_ids
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,14 @@ class ViaDataset(Dataset):
     """Instances from a VIA 1/2 region JSON; images next to it (or in image_dir)."""
 
     def load_via(self, annotation_json, image_dir=None, class_name="object",
-                 class_attribute=None, class_names=None, include_empty=False, source="via"):
+                 class_attribute=None, class_names=None, include_empty=False, source="via",
+                 image_ids=None):
         image_dir = image_dir or os.path.dirname(os.path.abspath(annotation_json))
         entries = read_via_json(annotation_json)
+        # image_ids: only these images (their filenames), e.g. one part of a split
+        wanted = wanted_ids(image_ids, [e["filename"] for e in entries], annotation_json)
+        if wanted is not None:
+            entries = [e for e in entries if str(e["filename"]) in wanted]
         if class_attribute is None:
             names = [class_name]
         else:

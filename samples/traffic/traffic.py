@@ -38,17 +38,20 @@ TrafficInferenceConfig = inference_config_class(TrafficConfig)
 
 
 def load_traffic(dataset_dir, subset, args=None):
-    """The train ("train") or validation ("val") part of a folder written by
-    ``python -m samples.traffic.train download`` (``<dir>/train``, ``<dir>/validation``)."""
+    """The train ("train"), validation ("val"), "test" or "all" (train and validation)
+    part of a folder written by ``python -m samples.traffic.train download``
+    (``<dir>/train``, ``<dir>/validation``, ``<dir>/test``)."""
     if not dataset_dir:
         raise SampleError("--dataset is needed: the folder the download command wrote")
-    folder = os.path.join(dataset_dir, SUBSET_FOLDERS.get(subset, subset))
-    if not os.path.isfile(os.path.join(folder, "manifest.json")):
-        raise SampleError("--dataset {}: no {} subset there ({} has no manifest.json). "
-                          "Download it first: python -m samples.traffic.train download "
-                          "--out {}".format(dataset_dir, subset, folder, dataset_dir))
+    parts = ["train", "val"] if subset == "all" else [subset]
     dataset = OpenImagesDataset()
-    dataset.load_dataset(folder, class_names=CLASSES, source="traffic")
+    for part in parts:
+        folder = os.path.join(dataset_dir, SUBSET_FOLDERS.get(part, part))
+        if not os.path.isfile(os.path.join(folder, "manifest.json")):
+            raise SampleError("--dataset {}: no {} subset there ({} has no manifest.json). "
+                              "Download it first: python -m samples.traffic.train download "
+                              "--out {}".format(dataset_dir, part, folder, dataset_dir))
+        dataset.load_dataset(folder, class_names=CLASSES, source="traffic")
     dataset.prepare()
     if not len(dataset.image_ids):
         raise SampleError("--dataset {}: the {} subset holds no images with masks of {}"
