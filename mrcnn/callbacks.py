@@ -3,6 +3,9 @@
 - ``TimeBudget(minutes)``: stop training when a time budget is spent, cleanly: at the end
   of an epoch when the next one would not fit, else after the step that spends it. The
   epoch's checkpoint is saved as usual (``ClassicCheckpoint`` runs at every epoch end).
+- ``TimeCosine(budget, peak_lr)``: the learning rate along a warm-up and half a cosine
+  over the time of a ``TimeBudget`` instead of a step count, so that one ``train()``
+  call (one graph trace) uses the whole budget however fast the machine is.
 - ``EpochProgress``: Keras's progress bar with a header on every epoch, saying where a
   resumed or later-stage run starts ("Epoch 3/10 (resumed after epoch 2)"), and the
   time left of a budget.
@@ -60,16 +63,18 @@ class TimeBudget(keras.callbacks.Callback):
     budget spans the stages of a schedule: pass the same instance to each ``train``).
 
     At the end of an epoch, training stops when the next epoch (timed as the slowest so
-    far) would overrun the budget; inside an epoch, after the step that overruns it. In
-    both cases Keras finishes the epoch's bookkeeping (validation, the checkpoint).
+    far) would overrun the budget (unless ``whole_epochs`` is False: then the budget is
+    used to its end); inside an epoch, after the step that overruns it. In both cases
+    Keras finishes the epoch's bookkeeping (validation, the checkpoint).
     ``spent`` tells whether it stopped training; ``reason`` says why.
     """
 
-    def __init__(self, minutes, clock=time.monotonic):
+    def __init__(self, minutes, clock=time.monotonic, whole_epochs=True):
         super().__init__()
         if not minutes or minutes <= 0:
             raise ValueError("TimeBudget: minutes must be > 0, got {!r}".format(minutes))
         self.seconds = float(minutes) * 60.0
+        self.whole_epochs = whole_epochs
         self.clock = clock
         self.start = clock()
         self.spent = False
@@ -104,9 +109,45 @@ class TimeBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self._epoch_start is not None:
             self._slowest = max(self._slowest, self.clock() - self._epoch_start)
+        if not self.whole_epochs:
+            return
         if not self.spent and self.elapsed() + self._slowest > self.seconds:
             self._stop("the next epoch ({:.0f} s) would not fit in the {:.0f} s left of the "
                        "{:g} min budget".format(self._slowest, self.left(), self.seconds / 60))
+
+
+class TimeCosine(keras.callbacks.Callback):
+    """Set the learning rate before every step from the time spent of ``budget`` (a
+    TimeBudget): a linear warm-up from ``peak_lr * warmup_start`` over the first
+    ``warmup`` fraction, then half a cosine down to ``peak_lr * floor`` at the end.
+
+    Use it with a plain float learning rate in ``train()`` (it assigns the optimizer's
+    rate variable). The rates depend on the machine's speed, so a run is repeatable in
+    its data order, not in its exact rates.
+    """
+
+    def __init__(self, budget, peak_lr, warmup=0.05, warmup_start=0.1, floor=0.0):
+        super().__init__()
+        self.budget = budget
+        self.peak_lr = float(peak_lr)
+        self.warmup = float(warmup)
+        self.warmup_start = float(warmup_start)
+        self.floor = float(floor)
+
+    def rate(self, fraction):
+        """The learning rate at ``fraction`` (0..1) of the budget."""
+        import math
+        fraction = min(max(fraction, 0.0), 1.0)
+        if fraction < self.warmup:
+            start = self.peak_lr * self.warmup_start
+            return start + (self.peak_lr - start) * fraction / self.warmup
+        t = (fraction - self.warmup) / max(1e-9, 1.0 - self.warmup)
+        low = self.peak_lr * self.floor
+        return low + (self.peak_lr - low) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        fraction = self.budget.elapsed() / self.budget.seconds
+        self.model.optimizer.learning_rate.assign(self.rate(fraction))
 
 
 class EpochProgress(ProgbarLogger):

@@ -49,8 +49,8 @@ from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # no
 from .targets import DetectionTargetLayer, build_rpn_targets, generate_random_rois  # noqa: F401
 from .training import (LAYER_PRESETS, ClassicCheckpoint, RunHistory,  # noqa: F401
                        SkippedImagesLogger, StepLossLogger, TrainingDiverged, TrainingModel,
-                       best_in_history, dataset_summary, layers_regex, make_strategy,
-                       read_history, record_stage, set_trainable)
+                       best_in_history, dataset_summary, layers_regex, make_optimizer,
+                       make_strategy, read_history, record_stage, set_trainable)
 from .weights import (checkpoint_problem, find_last_checkpoint,  # noqa: F401
                       load_weights_by_name, save_weights_classic, sha256_file)
 
@@ -243,7 +243,7 @@ class MaskRCNN(object):
     def _rpn(feature_maps, anchors, config, proposal_count):
         """The shared RPN on P2..P6 (outputs concatenated over levels) and the proposals."""
         rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
+                              config.TOP_DOWN_PYRAMID_SIZE, config.RPN_HEAD_CHANNELS)
         level_outputs = [rpn([p]) for p in feature_maps]
         names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
         rpn_class_logits, rpn_class, rpn_bbox = [
@@ -367,8 +367,9 @@ class MaskRCNN(object):
         """Train the model.
 
         train_dataset, val_dataset: prepared Datasets (val_dataset may be None).
-        learning_rate: for SGD with momentum LEARNING_MOMENTUM and global-norm clipping
-            at GRADIENT_CLIP_NORM.
+        learning_rate: a float or a Keras schedule, for Config.OPTIMIZER (SGD with
+            momentum LEARNING_MOMENTUM, or AdamW) with global-norm clipping at
+            GRADIENT_CLIP_NORM.
         epochs: the epoch to train up to (cumulative: a second call with epochs=40 after
             one with epochs=20 trains 20 more epochs, and so does resuming from a
             checkpoint of epoch 20).
@@ -442,9 +443,7 @@ class MaskRCNN(object):
             log("Checkpoint Path: {}".format(self.checkpoint_path))
         with self.strategy.scope():
             self.set_trainable(layers, verbose=0)
-            optimizer = keras.optimizers.SGD(
-                learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
-                global_clipnorm=config.GRADIENT_CLIP_NORM)
+            optimizer = make_optimizer(config, learning_rate)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
         started = time.time()
         # for callbacks (MLflow) that record what the run trains on
@@ -471,7 +470,9 @@ class MaskRCNN(object):
                      train_dataset, val_dataset, diverged=reason)
         if reason:
             raise TrainingDiverged(reason)
-        self.epoch = max(self.epoch, epochs)
+        # the epochs done (a callback such as a time budget may stop before ``epochs``)
+        if history is not None and history.epoch:
+            self.epoch = max(self.epoch, history.epoch[-1] + 1)
         self.last_checkpoints = list(checkpoint.saved)
         return history
 

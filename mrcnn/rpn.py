@@ -28,18 +28,19 @@ class AnchorsReshape(KL.Layer):
         return config
 
 
-def rpn_graph(feature_map, anchors_per_location, anchor_stride):
+def rpn_graph(feature_map, anchors_per_location, anchor_stride, channels=512):
     """The RPN head on one feature map.
 
     feature_map: [batch, height, width, depth].
     anchors_per_location: anchors per cell (len(RPN_ANCHOR_RATIOS)).
     anchor_stride: 1 for an anchor set at every cell.
+    channels: width of the shared 3x3 conv (Config.RPN_HEAD_CHANNELS; classic 512).
     Returns:
         rpn_class_logits: [batch, H * W * anchors, 2] (background, foreground) logits.
         rpn_probs: [batch, H * W * anchors, 2] softmax of the logits.
         rpn_bbox: [batch, H * W * anchors, (dy, dx, log(dh), log(dw))] refinements.
     """
-    shared = KL.Conv2D(512, (3, 3), padding="same", activation="relu",
+    shared = KL.Conv2D(channels, (3, 3), padding="same", activation="relu",
                        strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     x = KL.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
                   activation="linear", name="rpn_class_raw")(shared)
@@ -51,14 +52,15 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride):
     return [rpn_class_logits, rpn_probs, rpn_bbox]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, channels=512):
     """The RPN head as a Keras model named ``rpn_model``, shared across P2..P6.
 
-    Its weight layers are rpn_conv_shared (3, 3, depth, 512), rpn_class_raw
-    (1, 1, 512, 2A) and rpn_bbox_pred (1, 1, 512, 4A).
+    Its weight layers are rpn_conv_shared (3, 3, depth, channels), rpn_class_raw
+    (1, 1, channels, 2A) and rpn_bbox_pred (1, 1, channels, 4A); channels is 512 in the
+    classic network (and its weight files).
     """
     input_feature_map = KL.Input(shape=[None, None, depth], name="input_rpn_feature_map")
-    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride)
+    outputs = rpn_graph(input_feature_map, anchors_per_location, anchor_stride, channels)
     return keras.Model([input_feature_map], outputs, name="rpn_model")
 
 

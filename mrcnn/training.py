@@ -118,6 +118,13 @@ class TrainingModel(keras.Model):
                 target_class_ids[:, :tf.shape(mrcnn_mask)[1]], mrcnn_mask),
         }
 
+    def _loss_decay(self):
+        """The L2 weight-decay term of the loss (SGD, as the classic code); AdamW decays
+        the weights in the optimizer instead, so the loss has none."""
+        if getattr(self.mrcnn_config, "OPTIMIZER", "SGD") == "AdamW":
+            return tf.constant(0.0)
+        return l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
+
     def _total(self, losses):
         weights = self.mrcnn_config.LOSS_WEIGHTS
         total = tf.add_n([losses[n] * float(weights.get(n, 1.0)) for n in LOSS_NAMES])
@@ -135,7 +142,7 @@ class TrainingModel(keras.Model):
             outputs = self(inputs, training=True)
             losses = self.compute_mrcnn_losses(inputs, outputs)
             total = self._total(losses)
-            decay = l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
+            decay = self._loss_decay()
             objective = total + decay
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = objective / tf.cast(replicas, objective.dtype)
@@ -149,7 +156,7 @@ class TrainingModel(keras.Model):
         inputs = self._model_inputs(data)
         outputs = self(inputs, training=False)
         losses = self.compute_mrcnn_losses(inputs, outputs)
-        decay = l2_weight_decay(self.trainable_weights, self.mrcnn_config.WEIGHT_DECAY)
+        decay = self._loss_decay()
         return self._update(self._total(losses) + decay, losses)
 
     def batch_losses(self, batch):
@@ -553,6 +560,21 @@ class SkippedImagesLogger(keras.callbacks.Callback):
                         skipped, self.stats.skipped, self.stats.loaded)
         if logs is not None:
             logs["skipped_images"] = float(self.stats.skipped)
+
+
+def make_optimizer(config, learning_rate):
+    """The Keras optimizer of Config.OPTIMIZER: SGD with momentum (classic) or AdamW
+    with decoupled weight decay, both with global-norm clipping at GRADIENT_CLIP_NORM."""
+    if config.OPTIMIZER == "AdamW":
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
+                                           weight_decay=config.WEIGHT_DECAY,
+                                           global_clipnorm=config.GRADIENT_CLIP_NORM)
+        # as the classic L2 term: no decay of batch norm's gamma and beta
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta"])
+        return optimizer
+    return keras.optimizers.SGD(learning_rate=learning_rate,
+                                momentum=config.LEARNING_MOMENTUM,
+                                global_clipnorm=config.GRADIENT_CLIP_NORM)
 
 
 def make_strategy(config):

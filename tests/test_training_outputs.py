@@ -78,3 +78,17 @@ def test_a_resumed_run_extends_history_and_keeps_improving_on_the_best(run):
     assert after[3]["epoch"] == 4 and after[3]["layers"] == "all"
     best_before = min(h["val_loss"] for h in before)
     assert after[3]["best"] == (after[3]["val_loss"] < best_before)
+
+
+def test_a_run_stopped_early_by_a_callback_counts_and_saves_the_epochs_it_did(tmp_path):
+    class StopAfterFirstEpoch(modellib.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    model = modellib.MaskRCNN("training", OneStep(), str(tmp_path))
+    history = model.train(shapes(3), None, 0.002, epochs=5, layers="heads", verbose=0,
+                          save_every=3, custom_callbacks=[StopAfterFirstEpoch()])
+    assert history.epoch == [0]
+    assert model.epoch == 1                      # not 5: a later call resumes from 1
+    # save_every=3 would skip epoch 1, but it is the last one this run did
+    assert model.find_last().endswith("mask_rcnn_tiny_0001.h5")

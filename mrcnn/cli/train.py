@@ -205,7 +205,6 @@ def cmd_train(sample, args):
         except TrainingDiverged as e:
             raise CliError("{} The checkpoints before it are in {}.".format(e, model.log_dir))
         if budget is not None and budget.spent:
-            model.epoch = (h.epoch[-1] + 1) if h.epoch else model.epoch
             stopped = budget.reason
             break
     # history.json, losses.csv and losses.png were written after each epoch by train();
