@@ -162,16 +162,14 @@ class TrainingModel(keras.Model):
     def batch_losses(self, batch):
         """The total and the five losses of one batch (a list of the pipeline's arrays)
         with the current weights, in inference mode; no metric or weight changes.
-        Returns {name: float}."""
-        if getattr(self, "_batch_losses_fn", None) is None:
-            @tf.function
-            def losses_of(*arrays):
-                inputs = self._model_inputs(tuple(arrays))
-                outputs = self(inputs, training=False)
-                losses = self.compute_mrcnn_losses(inputs, outputs)
-                return dict(losses, loss=self._total(losses))
-            self._batch_losses_fn = losses_of
-        values = self._batch_losses_fn(*[tf.constant(a) for a in batch])
+        Returns {name: float}.
+
+        Runs eagerly: once per epoch, tracing it as a graph would cost more (about 3.8 s
+        against 0.4 s for a tiny model) than running it."""
+        inputs = self._model_inputs(tuple(tf.constant(a) for a in batch))
+        outputs = self(inputs, training=False)
+        losses = self.compute_mrcnn_losses(inputs, outputs)
+        values = dict(losses, loss=self._total(losses))
         return {k: float(v) for k, v in values.items()}
 
 

@@ -1,6 +1,6 @@
 """The README demo: train Mask R-CNN on shapes from scratch, detect, and draw.
 
-    python -m samples.demo --out out/ [--train-minutes 4]
+    python -m samples.demo --out out/ [--train-minutes M] [--verbose]
 
 Writes out/shapes_dataset.png (generated shapes with their masks and boxes), when
 ../shared/data is present out/coco_sample.png (a real COCO image with its masks), then
@@ -14,6 +14,11 @@ if not __package__:  # run as a file (python samples/demo.py): find the samples 
     import sys
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     __package__ = "samples"
+if __name__ == "__main__":  # quiet TensorFlow start-up unless --verbose
+    import sys
+    from mrcnn.cli import logs
+    logs.setup("--verbose" in sys.argv)
+    logs.import_tensorflow()
 
 import argparse
 import os
@@ -65,6 +70,8 @@ def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out", help="folder for the PNG files (default: out)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden by default)")
     parser.add_argument("--shared", default=os.path.join(here, "..", "..", "shared", "data"),
                         help="the real-data folder (default: ../shared/data)")
     parser.add_argument("--train-minutes", type=float, default=None,

@@ -114,7 +114,7 @@ def test_train_writes_config_split_and_class_names_beside_the_checkpoint(coco_ru
     assert record["command_lines"][0]["set"] == ["DETECTION_MAX_INSTANCES=20"]
     # train() recorded the machine and each stage that ran
     assert record["machine"]["cpu"]["cores"] >= 1
-    assert [s["layers"] for s in record["stages"]] == ["heads"] * len(record["stages"])
+    assert [s["layers"] for s in record["stages"]] == ["all"]
     assert record["stages"][0]["train_dataset"]["images"] == 4
     # the saved configuration rebuilds the class, values and callable backbone included
     cls = load_config_class(str(run / "config.json"))
