@@ -5,8 +5,13 @@ Stem ``conv1`` + ``bn_conv1``; bottleneck blocks ``res{stage}{block}_branch2a|2b
 ``bn{stage}{block}_branch...``; FPN ``fpn_c{k}p{k}`` (1x1 lateral) and ``fpn_p{k}``
 (3x3 output). Stride 2 sits on the 1x1 ``2a`` conv and on ``branch1``, as in the
 classic (Caffe-style) ResNet the published weights were trained with.
+
+``small_backbone`` (with ``small_backbone_shapes`` for COMPUTE_BACKBONE_SHAPE) is a small
+residual network for training from scratch on a CPU (the shapes sample, the tests), an
+example of a callable Config.BACKBONE.
 """
 import keras
+import numpy as np
 from keras import layers as KL
 
 RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
@@ -120,6 +125,40 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=False):
     else:
         C5 = None
     return [C1, C2, C3, C4, C5]
+
+
+def small_backbone(input_image, stage5=True, train_bn=None):
+    """A small residual backbone: [C1..C5] at strides 2, 4, 8, 16, 32 (32..256 channels).
+
+    Use it as ``BACKBONE = staticmethod(small_backbone)`` with
+    ``COMPUTE_BACKBONE_SHAPE = staticmethod(small_backbone_shapes)``. Its layers are
+    named ``small{stage}_...``.
+    """
+    def block(x, filters, strides, name):
+        # Average-pool then 1x1 conv for the shortcut (ResNet-D style). Not a strided
+        # 1x1 conv: with TF 2.21's oneDNN, its filter gradient at batch size 1 on few
+        # input channels writes out of bounds and crashes the process.
+        shortcut = KL.AveragePooling2D(strides, padding="same", name=name + "_pool")(x)
+        shortcut = KL.Conv2D(filters, 1, name=name + "_proj")(shortcut)
+        y = KL.Conv2D(filters, 3, strides=strides, padding="same", name=name + "_conv1")(x)
+        y = BatchNorm(train_bn=train_bn, name=name + "_bn1")(y)
+        y = KL.Activation("relu")(y)
+        y = KL.Conv2D(filters, 3, padding="same", name=name + "_conv2")(y)
+        y = BatchNorm(train_bn=train_bn, name=name + "_bn2")(y)
+        return KL.Activation("relu")(KL.Add()([y, shortcut]))
+
+    C1 = block(input_image, 32, 2, "small1")
+    C2 = block(C1, 64, 2, "small2")
+    C3 = block(C2, 128, 2, "small3")
+    C4 = block(C3, 192, 2, "small4")
+    C5 = block(C4, 256, 2, "small5")
+    return [C1, C2, C3, C4, C5]
+
+
+def small_backbone_shapes(config, image_shape):
+    """[[h, w], ...] of small_backbone's feature maps, one per BACKBONE_STRIDES entry."""
+    return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
+                     for s in config.BACKBONE_STRIDES])
 
 
 def fpn_graph(C2, C3, C4, C5, pyramid_size=256):

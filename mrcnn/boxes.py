@@ -3,8 +3,18 @@
 Boxes are ``[N, (y1, x1, y2, x2)]``; in pixel coordinates (y2, x2) lie just outside
 the box. Normalised boxes divide by (height - 1, width - 1) after shifting the far
 corner in by one pixel (see ``norm_boxes``).
+
+Box deltas are ``[N, (dy, dx, log(dh), log(dw))]``: the centre shift in units of the
+box's height and width, and the log of the scale change. ``box_refinement`` computes
+them and ``apply_box_deltas`` applies them; ``graph_ops`` holds the TensorFlow twins of
+both (and of ``compute_overlaps``), with the same rules, checked against these in
+tests/test_twins.py.
 """
 import numpy as np
+
+# The largest log-scale delta applied (dh, dw up to 1000 / 16, as torchvision caps it):
+# an untrained head can predict exp(d) = inf. One constant for both backends.
+MAX_LOG_SCALE = float(np.log(1000.0 / 16))
 
 
 def extract_bboxes(mask):
@@ -91,9 +101,14 @@ def apply_box_deltas(boxes, deltas):
 
     boxes: [N, (y1, x1, y2, x2)]; deltas: [N, (dy, dx, log(dh), log(dw))].
     Returns: [N, (y1, x1, y2, x2)] float.
+
+    Unlike the classic code (and as ``graph_ops.apply_box_deltas_graph`` does), non-finite
+    deltas count as 0 and log(dh), log(dw) are capped at MAX_LOG_SCALE.
     """
     boxes = np.asarray(boxes).astype(np.float32)
     deltas = np.asarray(deltas)
+    deltas = np.where(np.isfinite(deltas), deltas, 0)
+    deltas = np.concatenate([deltas[:, :2], np.minimum(deltas[:, 2:], MAX_LOG_SCALE)], axis=1)
     height = boxes[:, 2] - boxes[:, 0]
     width = boxes[:, 3] - boxes[:, 1]
     center_y = boxes[:, 0] + 0.5 * height
@@ -107,14 +122,16 @@ def apply_box_deltas(boxes, deltas):
     return np.stack([y1, x1, y1 + height, x1 + width], axis=1)
 
 
-def box_refinement(box, gt_box):
+def box_refinement(box, gt_box, dtype=np.float32):
     """The deltas that turn ``box`` into ``gt_box``.
 
     box, gt_box: [N, (y1, x1, y2, x2)], y2/x2 outside the box.
-    Returns: float32 [N, (dy, dx, log(dh), log(dw))].
+    dtype: the precision of the computation (float32 as in the classic code; the RPN
+        targets use float64).
+    Returns: [N, (dy, dx, log(dh), log(dw))] of ``dtype``.
     """
-    box = np.asarray(box).astype(np.float32)
-    gt_box = np.asarray(gt_box).astype(np.float32)
+    box = np.asarray(box).astype(dtype)
+    gt_box = np.asarray(gt_box).astype(dtype)
     height = box[:, 2] - box[:, 0]
     width = box[:, 3] - box[:, 1]
     center_y = box[:, 0] + 0.5 * height

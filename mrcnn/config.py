@@ -238,8 +238,10 @@ class Config(object):
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
                                          self.IMAGE_CHANNEL_COUNT])
         # Image meta data length: image_id(1) + original_image_shape(3) + image_shape(3)
-        # + window(4) + scale(1) + active_class_ids(NUM_CLASSES).
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        # + window(4) + scale(1) + active_class_ids(NUM_CLASSES); the layout is
+        # molding.IMAGE_META_LAYOUT.
+        from .molding import image_meta_size
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
         return self
 
     def _check(self):

@@ -237,7 +237,7 @@ def build_page(app, title="Mask R-CNN demo"):
 
 def load_app(weights, config, class_names=None, floor=0.05):
     """A DemoApp for a weight file and a Config (class, instance or 'module:Class')."""
-    from .deploy import inference_config, load_inference_model, read_class_names
+    from .inference_model import inference_config, load_inference_model, read_class_names
     config = inference_config(config)
     default = config.DETECTION_MIN_CONFIDENCE
     config.DETECTION_MIN_CONFIDENCE = min(default, floor)

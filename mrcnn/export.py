@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from .deploy import default_class_names, load_inference_model, read_class_names
+from .inference_model import default_class_names, load_inference_model, read_class_names
 
 FORMATS = ("savedmodel", "onnx")
 # tf2onnx needs NonMaxSuppression (opset 10) and Resize/Loop forms of CropAndResize

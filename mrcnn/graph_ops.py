@@ -1,12 +1,19 @@
 """TensorFlow versions of the box and meta helpers, used inside the network.
 
 Boxes are normalised ``[..., (y1, x1, y2, x2)]`` unless a docstring says otherwise.
+Each helper with a NumPy twin follows the twin's rules (tests/test_twins.py):
+
+    apply_box_deltas_graph  boxes.apply_box_deltas     (same MAX_LOG_SCALE cap)
+    box_refinement_graph    boxes.box_refinement
+    overlaps_graph          boxes.compute_overlaps
+    trim_zeros_graph        boxes.trim_zeros
+    norm_boxes_graph        boxes.norm_boxes           denorm_boxes_graph  boxes.denorm_boxes
+    parse_image_meta_graph  molding.parse_image_meta   (molding.IMAGE_META_LAYOUT)
 """
-import numpy as np
 import tensorflow as tf
 
-
-MAX_LOG_SCALE = float(np.log(1000.0 / 16))
+from .boxes import MAX_LOG_SCALE
+from .molding import IMAGE_META_LAYOUT
 
 
 def apply_box_deltas_graph(boxes, deltas):
@@ -16,7 +23,7 @@ def apply_box_deltas_graph(boxes, deltas):
     Returns: [N, (y1, x1, y2, x2)].
 
     Unlike the classic code, non-finite deltas count as 0 and the log-scale ones are
-    capped at log(1000 / 16) (as torchvision does): an untrained head can predict
+    capped at MAX_LOG_SCALE = log(1000 / 16) (as torchvision does): an untrained head can predict
     exp(d) = inf, and an inf or NaN box reaching crop_and_resize's gradient makes it
     write outside its buffer (memory corruption, then a crash far away).
     """
@@ -67,13 +74,49 @@ def denorm_boxes_graph(boxes, shape):
     return tf.cast(tf.round(tf.multiply(boxes, scale) + shift), tf.int32)
 
 
+def box_refinement_graph(box, gt_box):
+    """Deltas [N, (dy, dx, log(dh), log(dw))] that turn box into gt_box.
+
+    box, gt_box: [N, (y1, x1, y2, x2)] float32.
+    """
+    height = box[:, 2] - box[:, 0]
+    width = box[:, 3] - box[:, 1]
+    center_y = box[:, 0] + 0.5 * height
+    center_x = box[:, 1] + 0.5 * width
+    gt_height = gt_box[:, 2] - gt_box[:, 0]
+    gt_width = gt_box[:, 3] - gt_box[:, 1]
+    gt_center_y = gt_box[:, 0] + 0.5 * gt_height
+    gt_center_x = gt_box[:, 1] + 0.5 * gt_width
+    return tf.stack([(gt_center_y - center_y) / height, (gt_center_x - center_x) / width,
+                     tf.math.log(gt_height / height), tf.math.log(gt_width / width)], axis=1)
+
+
+def overlaps_graph(boxes1, boxes2):
+    """IoU matrix [N1, N2] of two sets of [N, (y1, x1, y2, x2)] boxes.
+
+    A pair whose union is empty (two empty boxes) has IoU 0.
+    """
+    b1 = tf.reshape(tf.tile(tf.expand_dims(boxes1, 1), [1, 1, tf.shape(boxes2)[0]]), [-1, 4])
+    b2 = tf.tile(boxes2, [tf.shape(boxes1)[0], 1])
+    b1_y1, b1_x1, b1_y2, b1_x2 = tf.split(b1, 4, axis=1)
+    b2_y1, b2_x1, b2_y2, b2_x2 = tf.split(b2, 4, axis=1)
+    y1 = tf.maximum(b1_y1, b2_y1)
+    x1 = tf.maximum(b1_x1, b2_x1)
+    y2 = tf.minimum(b1_y2, b2_y2)
+    x2 = tf.minimum(b1_x2, b2_x2)
+    intersection = tf.maximum(x2 - x1, 0) * tf.maximum(y2 - y1, 0)
+    union = (b1_y2 - b1_y1) * (b1_x2 - b1_x1) + (b2_y2 - b2_y1) * (b2_x2 - b2_x1) - intersection
+    iou = intersection / tf.maximum(union, 1e-12)
+    return tf.reshape(iou, [tf.shape(boxes1)[0], tf.shape(boxes2)[0]])
+
+
+def trim_zeros_graph(boxes):
+    """Drop all-zero rows: returns (boxes, bool [N] of the kept rows)."""
+    non_zeros = tf.cast(tf.reduce_sum(tf.abs(boxes), axis=1), tf.bool)
+    return tf.boolean_mask(boxes, non_zeros), non_zeros
+
+
 def parse_image_meta_graph(meta):
-    """Unpack image meta tensors [batch, meta length] into a dict of tensors."""
-    return {
-        "image_id": meta[:, 0],
-        "original_image_shape": meta[:, 1:4],
-        "image_shape": meta[:, 4:7],
-        "window": meta[:, 7:11],
-        "scale": meta[:, 11],
-        "active_class_ids": meta[:, 12:],
-    }
+    """Unpack image meta tensors [batch, meta length] into a dict of tensors (the fields
+    of molding.IMAGE_META_LAYOUT)."""
+    return {name: meta[:, where] for name, where in IMAGE_META_LAYOUT.items()}

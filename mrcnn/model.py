@@ -5,8 +5,11 @@ This module wires the parts together and keeps the names classic scripts import 
 
     backbone.py    ResNet-50/101 and the FPN          rpn.py        RPN head, ProposalLayer
     roi_align.py   PyramidROIAlign                    heads.py      classifier and mask heads
-    detection.py   DetectionLayer                     data.py       mold/unmold, image meta
-    weights.py     HDF5 weights by layer name         graph_ops.py  TF box helpers
+    detection.py   DetectionLayer                     molding.py    mold/unmold, image meta
+    rpn_targets.py RPN targets (NumPy)                detection_targets.py  DetectionTargetLayer
+    losses.py      the five losses                    training.py   train_step, callbacks
+    pipeline.py    load_image_gt, tf.data input       weights.py    HDF5 weights by layer name
+    graph_ops.py   TF box and meta helpers (the twins of boxes.py and molding.py)
 
 Typical inference::
 
@@ -32,27 +35,56 @@ from keras import layers as KL
 from . import utils
 from .anchors import compute_backbone_shapes
 from .augment import check_augmentation
-from .backbone import BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph  # noqa: F401
+from .backbone import BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph
 from .config import ConfigError
-from .data import (compose_image_meta, mold_image, mold_inputs, parse_image_meta,  # noqa: F401
-                   unmold_image)
-from .detection import DetectionLayer, refine_detections_graph  # noqa: F401
-from .graph_ops import (apply_box_deltas_graph, clip_boxes_graph, denorm_boxes_graph,  # noqa: F401
-                        norm_boxes_graph, parse_image_meta_graph)
+from .detection import DetectionLayer, refine_detections_graph
+from .detection_targets import DetectionTargetLayer, detection_targets_graph
+from .graph_ops import (apply_box_deltas_graph, box_refinement_graph, clip_boxes_graph,
+                        denorm_boxes_graph, norm_boxes_graph, overlaps_graph,
+                        parse_image_meta_graph, trim_zeros_graph)
 from .heads import build_fpn_mask_graph, fpn_classifier_graph
 from .imageops import as_model_image, resize_scale
-from .roi_align import PyramidROIAlign, UnflattenRois  # noqa: F401
-from .rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
-from .pipeline import (PipelineStats, _check_training_shape, build_sample,  # noqa: F401
-                       data_generator, load_image_gt, make_dataset, probe_batch,
-                       training_anchors)
-from .targets import DetectionTargetLayer, build_rpn_targets, generate_random_rois  # noqa: F401
-from .training import (LAYER_PRESETS, ClassicCheckpoint, RunHistory,  # noqa: F401
-                       SkippedImagesLogger, StepLossLogger, TrainingDiverged, TrainingModel,
-                       best_in_history, dataset_summary, layers_regex, make_optimizer,
-                       make_strategy, read_history, record_stage, set_trainable)
-from .weights import (checkpoint_problem, find_last_checkpoint,  # noqa: F401
-                      load_weights_by_name, save_weights_classic, sha256_file)
+from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
+                     rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
+from .molding import compose_image_meta, mold_image, mold_inputs, parse_image_meta, unmold_image
+from .pipeline import (PipelineStats, check_training_shape, data_generator, load_image_gt,
+                       make_dataset, probe_batch, training_anchors)
+from .roi_align import PyramidROIAlign
+from .rpn import ProposalLayer, build_rpn_model, rpn_graph
+from .rpn_targets import build_rpn_targets, generate_random_rois
+from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
+                       TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
+                       layers_regex, make_optimizer, make_strategy, read_history, record_stage,
+                       set_trainable)
+from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
+                      sha256_file)
+
+# The public names: MaskRCNN, and the names classic scripts import from mrcnn.model
+# (each defined in the module named after what it holds; see the module docstring).
+__all__ = [
+    "MaskRCNN", "log", "IMAGENET_WEIGHTS_NAME", "IMAGENET_WEIGHTS_URL",
+    # backbone
+    "BatchNorm", "identity_block", "conv_block", "resnet_graph", "fpn_graph",
+    "compute_backbone_shapes",
+    # region proposals, ROI pooling, heads, detection
+    "rpn_graph", "build_rpn_model", "ProposalLayer", "PyramidROIAlign",
+    "fpn_classifier_graph", "build_fpn_mask_graph", "DetectionLayer",
+    "refine_detections_graph",
+    # TensorFlow box and meta helpers
+    "apply_box_deltas_graph", "box_refinement_graph", "clip_boxes_graph",
+    "overlaps_graph", "trim_zeros_graph", "norm_boxes_graph", "denorm_boxes_graph",
+    "parse_image_meta_graph",
+    # training targets and losses
+    "build_rpn_targets", "generate_random_rois", "DetectionTargetLayer",
+    "detection_targets_graph", "smooth_l1_loss", "rpn_class_loss_graph",
+    "rpn_bbox_loss_graph", "mrcnn_class_loss_graph", "mrcnn_bbox_loss_graph",
+    "mrcnn_mask_loss_graph",
+    # input pipeline, molding and image meta
+    "load_image_gt", "data_generator", "make_dataset", "compose_image_meta",
+    "parse_image_meta", "mold_image", "mold_inputs", "unmold_image",
+    # training and checkpoints
+    "TrainingDiverged", "find_last_checkpoint",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +220,7 @@ class MaskRCNN(object):
 
     def _build_training(self, config):
         """The training graph: RPN and detection targets, heads on sampled ROIs."""
-        _check_training_shape(config)
+        check_training_shape(config)
         h, w = config.IMAGE_SHAPE[:2]
         input_image = KL.Input(shape=[h, w, config.IMAGE_CHANNEL_COUNT], name="input_image")
         input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
@@ -501,7 +533,7 @@ class MaskRCNN(object):
             return self._anchor_cache[key]
 
     def mold_inputs(self, images):
-        """Resize, pad and normalise images; see ``mrcnn.data.mold_inputs``."""
+        """Resize, pad and normalise images; see ``mrcnn.molding.mold_inputs``."""
         return mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
@@ -614,22 +646,10 @@ class MaskRCNN(object):
         return tuple(image.shape)
 
     def _detect_same_size(self, images, verbose=0):
+        """Detect on images that mold to one size; results in original image pixels."""
         molded_images, image_metas, windows = self.mold_inputs(images)
-        image_shape = molded_images[0].shape
-        anchors = self.get_anchors(image_shape)
-        anchors = np.broadcast_to(anchors, (len(images),) + anchors.shape)
-        if verbose:
-            log("molded_images", molded_images)
-            log("image_metas", image_metas)
-            log("anchors", anchors)
-        detections, mrcnn_mask = self._predict(molded_images, image_metas, anchors)
-        results = []
-        for i, image in enumerate(images):
-            rois, class_ids, scores, masks = self.unmold_detections(
-                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, windows[i])
-            results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
-                            "masks": masks})
-        return results
+        return self._detect_batch(molded_images, image_metas, windows,
+                                  [image.shape for image in images], verbose)
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Detect on images that are already molded (e.g. from the training pipeline).
@@ -640,15 +660,26 @@ class MaskRCNN(object):
         if self.mode != "inference":
             raise ValueError("detect_molded() needs a model built with mode='inference'")
         molded_images = np.asarray(molded_images, dtype=np.float32)
-        image_shape = molded_images[0].shape
-        anchors = self.get_anchors(image_shape)
+        windows = [[0, 0, image.shape[0], image.shape[1]] for image in molded_images]
+        return self._detect_batch(molded_images, np.asarray(image_metas), windows,
+                                  [image.shape for image in molded_images], verbose)
+
+    def _detect_batch(self, molded_images, image_metas, windows, original_shapes, verbose=0):
+        """Run the network on a batch of molded images of one size and unmold each
+        image's detections: ``windows[i]`` (the image inside the padding) is mapped onto
+        an image of ``original_shapes[i]``. Returns one result dict per image."""
+        anchors = self.get_anchors(molded_images[0].shape)
         anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
-        detections, mrcnn_mask = self._predict(molded_images, np.asarray(image_metas), anchors)
+        if verbose:
+            log("molded_images", molded_images)
+            log("image_metas", image_metas)
+            log("anchors", anchors)
+        detections, mrcnn_mask = self._predict(molded_images, image_metas, anchors)
         results = []
-        for i, image in enumerate(molded_images):
-            window = [0, 0, image.shape[0], image.shape[1]]
+        for i in range(len(molded_images)):
             rois, class_ids, scores, masks = self.unmold_detections(
-                detections[i], mrcnn_mask[i], image.shape, molded_images[i].shape, window)
+                detections[i], mrcnn_mask[i], original_shapes[i], molded_images[i].shape,
+                windows[i])
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores,
                             "masks": masks})
         return results

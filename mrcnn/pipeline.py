@@ -22,10 +22,10 @@ import numpy as np
 from .anchors import compute_backbone_shapes, generate_pyramid_anchors
 from .augment import augment_image_and_masks
 from .boxes import extract_bboxes
-from .data import compose_image_meta, mold_image
+from .molding import compose_image_meta, mold_image
 from .imageops import as_model_image, resize_image
 from .masks import minimize_mask, resize_mask
-from .targets import build_rpn_targets, generate_random_rois
+from .rpn_targets import build_rpn_targets, generate_random_rois
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,9 @@ def build_sample(dataset, config, image_id, anchors, augmentation=None, augment=
     return sample
 
 
-def _check_training_shape(config):
+def check_training_shape(config):
+    """Raise ValueError (naming the fix) unless the config's resize mode gives training
+    batches of one image size ("square" or "crop")."""
     if config.IMAGE_RESIZE_MODE not in ("square", "crop"):
         raise ValueError(
             "{}.IMAGE_RESIZE_MODE = {!r}: training batches need one image size; use "
@@ -253,7 +255,7 @@ class BatchLoader(object):
                  workers=None, prefetch=4, repeat=True):
         import os
         import queue
-        _check_training_shape(config)
+        check_training_shape(config)
         self.image_ids = np.array(dataset.image_ids, dtype=np.int64)
         if self.image_ids.size == 0:
             raise ValueError("make_dataset: the dataset has no images; call load_*() and "
@@ -481,7 +483,7 @@ def probe_batch(dataset, config, seed=0):
     """A fixed batch of training samples (the first images that have instances, no
     augmentation), e.g. to check a model's loss after an epoch when there is no
     validation data. Returns the list of batch arrays (see the module docstring)."""
-    _check_training_shape(config)
+    check_training_shape(config)
     anchors = training_anchors(config)
     samples = []
     for position, image_id in enumerate(dataset.image_ids):
@@ -513,7 +515,7 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     if detection_targets:
         raise ValueError("data_generator(detection_targets=True) is not supported: detection "
                          "targets are computed in the network (DetectionTargetLayer)")
-    _check_training_shape(config)
+    check_training_shape(config)
     anchors = training_anchors(config)
     rng = np.random.RandomState(seed)
     no_aug = set(no_augmentation_sources or [])

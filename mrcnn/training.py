@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from .config import LOSS_NAMES
+from .graph_ops import parse_image_meta_graph
 from .losses import (l2_weight_decay, mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,
                      mrcnn_mask_loss_graph, rpn_bbox_loss_graph, rpn_class_loss_graph)
 from .weights import save_weights_classic
@@ -103,7 +104,7 @@ class TrainingModel(keras.Model):
         (_, image_meta, rpn_match, rpn_bbox_target, _, _, _) = inputs[:7]
         (rpn_class_logits, _, rpn_bbox, mrcnn_class_logits, _, mrcnn_bbox, mrcnn_mask,
          _, _, target_class_ids, target_bbox, target_mask) = outputs
-        active_class_ids = image_meta[:, 12:]
+        active_class_ids = parse_image_meta_graph(image_meta)["active_class_ids"]
         return {
             "rpn_class_loss": rpn_class_loss_graph(rpn_match, rpn_class_logits),
             "rpn_bbox_loss": rpn_bbox_loss_graph(rpn_bbox_target, rpn_match, rpn_bbox,

@@ -100,7 +100,7 @@ def test_in_graph_mask_pasting_matches_unmold_mask():
 
 @pytest.fixture(scope="module")
 def shapes_model(tiny_shapes_weights):
-    from mrcnn.deploy import load_inference_model
+    from mrcnn.inference_model import load_inference_model
     return load_inference_model(tiny_shapes_weights, TinyShapesConfig)
 
 
@@ -179,7 +179,7 @@ def test_unsupported_op_message_names_the_ops():
 
 
 def test_training_crop_config_is_refused_with_the_fix():
-    from mrcnn.deploy import inference_config
+    from mrcnn.inference_model import inference_config
     from samples.nucleus.nucleus import NucleusConfig
     with pytest.raises(ConfigError, match="NucleusInferenceConfig"):
         inference_config(NucleusConfig)

@@ -126,6 +126,17 @@ def test_detect_returns_classic_dicts_at_original_size(tiny_model):
             assert ys.min() >= y1 and ys.max() < y2 and xs.min() >= x1 and xs.max() < x2
 
 
+def test_detect_molded_gives_what_detect_gives_for_an_image_of_the_molded_size(tiny_model):
+    image = random_image(128, 128, 3)     # square 128: molding only subtracts the mean
+    expected = tiny_model.detect([image])[0]
+    molded, metas, windows = tiny_model.mold_inputs([image])
+    assert windows[0].tolist() == [0, 0, 128, 128]
+    got = tiny_model.detect_molded(molded, metas)[0]
+    assert len(expected["class_ids"]) == tiny_model.config.DETECTION_MAX_INSTANCES
+    for key in ("rois", "class_ids", "scores", "masks"):
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
 def test_detect_batches_any_number_and_converts_gray(tiny_model):
     images = [random_image(64, 80, 1), random_image(64, 80, 1)[:, :, 0], random_image(40, 30, 2)]
     results = tiny_model.detect(images)

@@ -7,7 +7,8 @@ tf = pytest.importorskip("tensorflow")
 from mrcnn import utils  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.pipeline import data_generator, load_image_gt, make_dataset  # noqa: E402
-from mrcnn.targets import build_rpn_targets, detection_targets_graph  # noqa: E402
+from mrcnn.detection_targets import detection_targets_graph  # noqa: E402
+from mrcnn.rpn_targets import build_rpn_targets  # noqa: E402
 from samples.shapes.shapes import ShapesDataset  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import os
 from ..config import (Config, ConfigError, apply_overrides, inference_config_class,
                       parse_overrides)
 from ..config import load_config_class as _load_config_class
-from ..deploy import class_names_beside, default_class_names
+from ..inference_model import class_names_beside, default_class_names
 
 log = logging.getLogger("mrcnn.cli")
 

@@ -32,39 +32,9 @@ import numpy as np
 from mrcnn import utils, visualize
 from mrcnn import model as modellib
 from mrcnn.callbacks import EpochProgress, TimeBudget, TimeCosine
-from mrcnn.backbone import BatchNorm
+from mrcnn.backbone import small_backbone, small_backbone_shapes
 from mrcnn.config import inference_config_class
 from samples.shapes.shapes import ShapesConfig, ShapesDataset
-
-
-def small_backbone(input_image, stage5=True, train_bn=None):
-    """A small residual backbone: [C1..C5] at strides 2, 4, 8, 16, 32 (32..256 channels)."""
-    from keras import layers as KL
-
-    def block(x, filters, strides, name):
-        # Average-pool then 1x1 conv for the shortcut (ResNet-D style). Not a strided
-        # 1x1 conv: with TF 2.21's oneDNN, its filter gradient at batch size 1 on few
-        # input channels writes out of bounds and crashes the process.
-        shortcut = KL.AveragePooling2D(strides, padding="same", name=name + "_pool")(x)
-        shortcut = KL.Conv2D(filters, 1, name=name + "_proj")(shortcut)
-        y = KL.Conv2D(filters, 3, strides=strides, padding="same", name=name + "_conv1")(x)
-        y = BatchNorm(train_bn=train_bn, name=name + "_bn1")(y)
-        y = KL.Activation("relu")(y)
-        y = KL.Conv2D(filters, 3, padding="same", name=name + "_conv2")(y)
-        y = BatchNorm(train_bn=train_bn, name=name + "_bn2")(y)
-        return KL.Activation("relu")(KL.Add()([y, shortcut]))
-
-    C1 = block(input_image, 32, 2, "small1")
-    C2 = block(C1, 64, 2, "small2")
-    C3 = block(C2, 128, 2, "small3")
-    C4 = block(C3, 192, 2, "small4")
-    C5 = block(C4, 256, 2, "small5")
-    return [C1, C2, C3, C4, C5]
-
-
-def small_backbone_shapes(config, image_shape):
-    return np.array([[int(np.ceil(image_shape[0] / s)), int(np.ceil(image_shape[1] / s))]
-                     for s in config.BACKBONE_STRIDES])
 
 
 class ShapesTrainConfig(ShapesConfig):

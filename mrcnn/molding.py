@@ -2,7 +2,8 @@
 
 A *molded* image is resized and padded as the config says, then has MEAN_PIXEL
 subtracted (so padding ends up at -MEAN_PIXEL). The *image meta* vector travels with
-each image through the network:
+each image through the network; IMAGE_META_LAYOUT below is its one definition, read by
+``parse_image_meta`` here and ``graph_ops.parse_image_meta_graph`` in the network:
 
     [image_id, original_image_shape (3), image_shape (3), window (4, y1, x1, y2, x2 in
      image_shape pixels), scale, active_class_ids (NUM_CLASSES)]
@@ -10,6 +11,26 @@ each image through the network:
 import numpy as np
 
 from .imageops import resize_image
+
+# Where each field sits in the image meta vector: an index (one number) or a slice.
+IMAGE_META_LAYOUT = {
+    "image_id": 0,
+    "original_image_shape": slice(1, 4),
+    "image_shape": slice(4, 7),
+    "window": slice(7, 11),
+    "scale": 11,
+    "active_class_ids": slice(12, None),
+}
+# The length of the meta vector without active_class_ids (which has NUM_CLASSES values).
+IMAGE_META_FIXED_SIZE = 12
+_META_DTYPES = {"image_id": np.int32, "original_image_shape": np.int32,
+                "image_shape": np.int32, "window": np.int32, "scale": np.float32,
+                "active_class_ids": np.int32}
+
+
+def image_meta_size(num_classes):
+    """The length of the image meta vector for a model of ``num_classes`` classes."""
+    return IMAGE_META_FIXED_SIZE + int(num_classes)
 
 
 def compose_image_meta(image_id, original_image_shape, image_shape, window, scale,
@@ -32,16 +53,11 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
 
 
 def parse_image_meta(meta):
-    """Unpack image meta arrays [batch, meta length] into a dict of arrays."""
+    """Unpack image meta arrays [batch, meta length] into a dict of arrays (the fields
+    of IMAGE_META_LAYOUT; int32, scale float32)."""
     meta = np.asarray(meta)
-    return {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
+    return {name: meta[:, where].astype(_META_DTYPES[name])
+            for name, where in IMAGE_META_LAYOUT.items()}
 
 
 def mold_image(images, config):

@@ -51,7 +51,7 @@ def load_inference_model(weights, config, model_dir=None):
         raise FileNotFoundError("weight file not found: {}; give the path of a checkpoint "
                                 "(e.g. logs/<run>/mask_rcnn_<name>_0010.h5)".format(weights))
     config = inference_config(config)
-    model_dir = model_dir or tempfile.mkdtemp(prefix="mrcnn-deploy-")
+    model_dir = model_dir or tempfile.mkdtemp(prefix="mrcnn-inference-")
     model = modellib.MaskRCNN("inference", config, model_dir)
     model.load_weights(weights, by_name=True)
     return model
