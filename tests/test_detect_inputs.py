@@ -7,21 +7,13 @@ import numpy as np
 import pytest
 
 from mrcnn import model as modellib
-from mrcnn.config import Config
 from mrcnn.dataset import Dataset
 from mrcnn.pipeline import build_sample, load_image_gt, training_anchors
+from tiny_configs import tiny_config_class
 
-
-class InputsConfig(Config):
-    NAME = "inputs"
-    NUM_CLASSES = 3
-    BACKBONE = "resnet50"
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    DETECTION_MAX_INSTANCES = 5
+# 64 px, two images per batch (detect runs them BATCH_SIZE at a time)
+InputsConfig = tiny_config_class("inputs", backbone="resnet50", NUM_CLASSES=3,
+                                 IMAGES_PER_GPU=2, DETECTION_MAX_INSTANCES=5)
 
 
 class RecordingMaskRCNN(modellib.MaskRCNN):

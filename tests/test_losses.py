@@ -4,10 +4,10 @@ import math
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
-from mrcnn import losses  # noqa: E402
-from mrcnn.config import Config, ConfigError  # noqa: E402
+from mrcnn import losses
+from mrcnn.config import Config, ConfigError
 
 
 def test_smooth_l1_classic_and_torchvision_beta():

@@ -5,23 +5,24 @@ import threading
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn import utils  # noqa: E402
-from mrcnn.config import Config, ConfigError  # noqa: E402
-from mrcnn.detection import DetectionLayer  # noqa: E402
-from mrcnn.roi_align import PyramidROIAlign, roi_pyramid_level  # noqa: E402
-from mrcnn.rpn import ProposalLayer  # noqa: E402
+from mrcnn import model as modellib
+from mrcnn import utils
+from mrcnn.config import ConfigError
+from mrcnn.detection import DetectionLayer
+from mrcnn.roi_align import PyramidROIAlign, roi_pyramid_level
+from mrcnn.rpn import ProposalLayer
+from tiny_configs import tiny_config as make_tiny_config
 
 
-def tiny_config(**attrs):
-    base = dict(NAME="tiny", NUM_CLASSES=4, BACKBONE="resnet50", IMAGES_PER_GPU=1,
-                IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128),
-                POST_NMS_ROIS_INFERENCE=100, DETECTION_MAX_INSTANCES=10,
-                DETECTION_MIN_CONFIDENCE=0.0)
-    base.update(attrs)
-    return type("TinyConfig", (Config,), base)()
+def tiny_config(backbone="resnet50", **attrs):
+    """The network tests' inference config: ResNet at 128 px, 100 proposals, 10 detections,
+    no confidence floor."""
+    values = dict(IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, POST_NMS_ROIS_INFERENCE=100,
+                  DETECTION_MAX_INSTANCES=10, DETECTION_MIN_CONFIDENCE=0.0)
+    values.update(attrs)
+    return make_tiny_config("tiny", backbone, **values)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def expected_weight_layers(stage4_blocks):
 ])
 def test_weight_layer_names_count_and_parameters(tmp_path, backbone, stage4_blocks, count,
                                                  params):
-    config = tiny_config(NUM_CLASSES=81, BACKBONE=backbone)
+    config = tiny_config(backbone, NUM_CLASSES=81)
     model = modellib.MaskRCNN("inference", config, str(tmp_path)).keras_model
     layers = [l for l in model.layers if l.weights]
     assert len(layers) == count

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fake_openimages import mask_box, serve, start_s3  # local servers
 from openimages import download as dl
 from openimages.classes import ClassCatalog, UnknownClassError
 from openimages.rangezip import parse_central_directory, parse_end_records
@@ -28,9 +29,6 @@ def ctrl_c_as_in_a_terminal():
     the background of a non-interactive shell runs with SIGINT ignored, and children
     inherit that, so Ctrl-C would never reach them."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-from fake_openimages import mask_box, serve, start_s3  # noqa: E402  (local servers)
 
 
 # ---------------------------------------------------------------- fixtures

@@ -2,23 +2,21 @@
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
-from mrcnn import utils  # noqa: E402
-from mrcnn.config import Config  # noqa: E402
-from mrcnn.pipeline import data_generator, load_image_gt, make_dataset  # noqa: E402
-from mrcnn.detection_targets import detection_targets_graph  # noqa: E402
-from mrcnn.rpn_targets import build_rpn_targets  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
+from mrcnn.detection_targets import detection_targets_graph
+from mrcnn.pipeline import data_generator, load_image_gt, make_dataset
+from mrcnn.rpn_targets import build_rpn_targets
+from samples.shapes.shapes import ShapesDataset
+from tiny_configs import tiny_config
 
 
 def tiny(**attrs):
-    base = dict(NAME="tiny", NUM_CLASSES=4, IMAGES_PER_GPU=2, IMAGE_MIN_DIM=64,
-                IMAGE_MAX_DIM=64, RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128),
-                RPN_TRAIN_ANCHORS_PER_IMAGE=8, MAX_GT_INSTANCES=5, MINI_MASK_SHAPE=(28, 28),
-                TRAIN_ROIS_PER_IMAGE=12, ROI_POSITIVE_RATIO=0.25)
-    base.update(attrs)
-    return type("Tiny", (Config,), base)()
+    """64 px, two images per batch, 8 RPN anchors and 12 ROIs (a quarter positive)."""
+    values = dict(IMAGES_PER_GPU=2, RPN_TRAIN_ANCHORS_PER_IMAGE=8, TRAIN_ROIS_PER_IMAGE=12,
+                  ROI_POSITIVE_RATIO=0.25)
+    values.update(attrs)
+    return tiny_config("tiny", backbone="resnet101", **values)
 
 
 def test_rpn_targets_for_a_hand_made_box():

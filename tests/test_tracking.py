@@ -1,26 +1,21 @@
 """The MLflow callback: one tiny training run into a temporary folder store, read back."""
 import os
 
-import numpy as np
 import pytest
+
+from mrcnn import evaluate
+from mrcnn import model as modellib
+from mrcnn.tracking import MLflowCallback
+from samples.shapes.shapes import ShapesDataset
+from samples.shapes.train import ShapesTrainConfig
+from tiny_configs import tiny_config_class
 
 mlflow = pytest.importorskip("mlflow")
 
-from mrcnn import evaluate  # noqa: E402
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn.tracking import MLflowCallback  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
-from samples.shapes.train import ShapesTrainConfig  # noqa: E402
-
-
-class TinyShapes(ShapesTrainConfig):
-    NAME = "tinyshapes"
-    IMAGES_PER_GPU = 2
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 1
-    TOP_DOWN_PYRAMID_SIZE = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 32
-    MASK_HEAD_CHANNELS = 32
+# the shapes sample's own sizes, with 32-channel heads and two images per step
+TinyShapes = tiny_config_class("tinyshapes", base=ShapesTrainConfig, sizes="base",
+                               IMAGES_PER_GPU=2, TOP_DOWN_PYRAMID_SIZE=32,
+                               FPN_CLASSIF_FC_LAYERS_SIZE=32, MASK_HEAD_CHANNELS=32)
 
 
 def shapes(n, seed):

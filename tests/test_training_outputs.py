@@ -6,11 +6,9 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn.weights import read_weight_file  # noqa: E402
-from test_training import TinyConfig, shapes  # noqa: E402
+from mrcnn import model as modellib
+from mrcnn.weights import read_weight_file
+from test_training import TinyConfig, shapes
 
 
 class OneStep(TinyConfig):

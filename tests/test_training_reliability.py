@@ -14,14 +14,12 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn.pipeline import NoTrainingSamples  # noqa: E402
-from mrcnn.training import TrainingDiverged  # noqa: E402
-from mrcnn.weights import read_weight_file  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
-from test_training import TinyConfig, read_steps, shapes  # noqa: E402
+from mrcnn import model as modellib
+from mrcnn.pipeline import NoTrainingSamples
+from mrcnn.training import TrainingDiverged
+from mrcnn.weights import read_weight_file
+from samples.shapes.shapes import ShapesDataset
+from test_training import TinyConfig, read_steps, shapes
 
 
 class OneStep(TinyConfig):

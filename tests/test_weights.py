@@ -4,20 +4,18 @@ import h5py
 import numpy as np
 import pytest
 
-pytest.importorskip("tensorflow")
-
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn.config import Config  # noqa: E402
-from mrcnn.weights import WeightsError  # noqa: E402
+from mrcnn import model as modellib
+from mrcnn.weights import WeightsError
+from tiny_configs import tiny_config
 
 CLASS_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 
 
 def small_config(num_classes=4):
-    return type("SmallConfig", (Config,), dict(
-        NAME="small", NUM_CLASSES=num_classes, BACKBONE="resnet50", IMAGES_PER_GPU=1,
-        IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, POST_NMS_ROIS_INFERENCE=50,
-        DETECTION_MAX_INSTANCES=5))()
+    """ResNet-50 (the classic weight layers) at 128 px, for inference models."""
+    return tiny_config("small", backbone="resnet50", NUM_CLASSES=num_classes,
+                       IMAGE_MIN_DIM=128, IMAGE_MAX_DIM=128, POST_NMS_ROIS_INFERENCE=50,
+                       DETECTION_MAX_INSTANCES=5)
 
 
 @pytest.fixture(scope="module")

@@ -12,25 +12,21 @@ NUM_CLASSES, bit rot, unrelated, truncated, not HDF5, missing) and detect() inpu
 import io
 import os
 import signal
-import sys
 
-import h5py
 import numpy as np
 import pytest
 from PIL import Image
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))           # tests/: tiny_configs, test_weights
-
-from mrcnn import model as modellib  # noqa: E402
-from mrcnn import utils  # noqa: E402
-from mrcnn.config import Config, ConfigError  # noqa: E402
-from mrcnn.masks import MaskError  # noqa: E402
-from mrcnn.pipeline import NoTrainingSamples, load_image_gt  # noqa: E402
-from mrcnn.weights import WeightsError  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
-from test_weights import classic_layout, resnet_layout, write_classic_h5  # noqa: E402
-from tiny_configs import TinyShapesConfig  # noqa: E402
+from mrcnn import model as modellib
+from mrcnn import utils
+from mrcnn.config import Config, ConfigError
+from mrcnn.masks import MaskError
+from mrcnn.pipeline import NoTrainingSamples, load_image_gt
+from mrcnn.weights import WeightsError
+from samples.shapes.shapes import ShapesDataset
+# tests/ is on sys.path (pytest puts the folder of tests/conftest.py there)
+from test_weights import classic_layout, resnet_layout, write_classic_h5
+from tiny_configs import TinyShapesConfig, tiny_config
 
 TIMEOUT = 60
 
@@ -137,19 +133,12 @@ def shared(tmp_path_factory):
     """Models built once: a training and an inference tiny model, a ResNet-50 one."""
     tmp = str(tmp_path_factory.mktemp("models"))
 
-    class R50(Config):
-        NAME = "r50"
-        NUM_CLASSES = 4
-        BACKBONE = "resnet50"
-        IMAGES_PER_GPU = 1
-        IMAGE_MIN_DIM = 64
-        IMAGE_MAX_DIM = 64
-        POST_NMS_ROIS_INFERENCE = 20
-        DETECTION_MAX_INSTANCES = 5
+    r50 = tiny_config("r50", backbone="resnet50", POST_NMS_ROIS_INFERENCE=20,
+                      DETECTION_MAX_INSTANCES=5)
     return {"tmp": tmp,
             "train": modellib.MaskRCNN("training", Tiny(), tmp),
             "infer": modellib.MaskRCNN("inference", TinyInfer(), tmp),
-            "r50": modellib.MaskRCNN("inference", R50(), tmp)}
+            "r50": modellib.MaskRCNN("inference", r50, tmp)}
 
 
 def shapes(n=2):
