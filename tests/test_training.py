@@ -190,7 +190,10 @@ def test_training_without_rpn_rois(tmp_path):
         USE_RPN_ROIS = False
     model = modellib.MaskRCNN("training", NoRpn(), str(tmp_path))
     before = snapshot(model.keras_model)
-    history = model.train(shapes(3), None, 0.001, epochs=1, layers="heads", verbose=0)
+    # seeded: about a fifth of the images get no random ROI with IoU >= 0.5, so an
+    # unseeded run had both of its steps without positives (mask loss 0) about 4% of runs
+    history = model.train(shapes(3), None, 0.001, epochs=1, layers="heads", verbose=0,
+                          seed=0)
     # random ROIs around the GT boxes give positives: the box and mask heads learn
     assert history.history["mrcnn_mask_loss"][0] > 0
     assert history.history["mrcnn_bbox_loss"][0] > 0
