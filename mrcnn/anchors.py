@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 
-def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride):
+def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride, rounding=False):
     """Anchors for one feature map.
 
     scales: 1-D array of anchor sizes in pixels, e.g. [32, 64, 128].
@@ -17,6 +17,8 @@ def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride):
     shape: [height, width] of the feature map.
     feature_stride: stride of the feature map relative to the image, in pixels.
     anchor_stride: stride of anchors on the feature map (1: an anchor set per cell).
+    rounding: round the half-heights and half-widths to whole pixels (torchvision's
+        AnchorGenerator; Config.RPN_ANCHOR_ROUNDING).
     Returns: [height * width * len(scales) * len(ratios) / anchor_stride**2, 4].
     """
     scales, ratios = np.meshgrid(np.array(scales), np.array(ratios))
@@ -31,21 +33,24 @@ def generate_anchors(scales, ratios, shape, feature_stride, anchor_stride):
     box_heights, box_centers_y = np.meshgrid(heights, shifts_y)
     box_centers = np.stack([box_centers_y, box_centers_x], axis=2).reshape([-1, 2])
     box_sizes = np.stack([box_heights, box_widths], axis=2).reshape([-1, 2])
-    return np.concatenate([box_centers - 0.5 * box_sizes,
-                           box_centers + 0.5 * box_sizes], axis=1)
+    half = 0.5 * box_sizes
+    if rounding:
+        half = np.round(half)
+    return np.concatenate([box_centers - half, box_centers + half], axis=1)
 
 
-def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride):
+def generate_pyramid_anchors(scales, ratios, feature_shapes, feature_strides, anchor_stride,
+                             rounding=False):
     """Anchors for every level of a feature pyramid, concatenated (P2 first).
 
     scales: one anchor size per level; feature_shapes: [levels, (height, width)];
-    feature_strides: one stride per level.
+    feature_strides: one stride per level; rounding: see ``generate_anchors``.
     Returns: [N, (y1, x1, y2, x2)].
     """
     anchors = []
     for i in range(len(scales)):
         anchors.append(generate_anchors(scales[i], ratios, feature_shapes[i],
-                                        feature_strides[i], anchor_stride))
+                                        feature_strides[i], anchor_stride, rounding))
     return np.concatenate(anchors, axis=0)
 
 

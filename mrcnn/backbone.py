@@ -6,6 +6,12 @@ Stem ``conv1`` + ``bn_conv1``; bottleneck blocks ``res{stage}{block}_branch2a|2b
 (3x3 output). Stride 2 sits on the 1x1 ``2a`` conv and on ``branch1``, as in the
 classic (Caffe-style) ResNet the published weights were trained with.
 
+torchvision's ResNet (``stride_on_3x3=True, torch_padding=True``, see
+Config.RESNET_STRIDE_ON_3X3 / RESNET_TORCH_PADDING) keeps the same layers and names: the
+stride moves to the 3x3 ``2b`` conv, and the strided 3x3 convs and the stem's max pool
+pad one cell on every side (PyTorch's ``padding=1``) instead of TensorFlow's "same"
+padding, which pads only after on even sizes.
+
 ``small_backbone`` (with ``small_backbone_shapes`` for COMPUTE_BACKBONE_SHAPE) is a small
 residual network for training from scratch on a CPU (the shapes sample, the tests), an
 example of a callable Config.BACKBONE.
@@ -27,6 +33,7 @@ class BatchNorm(KL.BatchNormalization):
     """
 
     def __init__(self, train_bn=False, epsilon=1e-3, **kwargs):
+        # epsilon: 1e-3 classic; 1e-5 for torchvision's (Frozen)BatchNorm2d
         super().__init__(epsilon=epsilon, **kwargs)
         self.train_bn = train_bn
 
@@ -42,56 +49,75 @@ class BatchNorm(KL.BatchNormalization):
 
 
 def _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, use_bias,
-                train_bn):
-    """The residual branch: 1x1 (strided) -> kxk -> 1x1, each with BN, relu between."""
+                train_bn, style=None):
+    """The residual branch: 1x1 -> kxk -> 1x1, each with BN, relu between.
+
+    style: None (classic: the stride on the first 1x1) or a dict with stride_on_3x3,
+    torch_padding and bn_epsilon (see ``resnet_graph``).
+    """
+    style = style or {}
+    eps = style.get("bn_epsilon", 1e-3)
+    on_3x3 = style.get("stride_on_3x3", False)
     nb_filter1, nb_filter2, nb_filter3 = filters
     conv_name_base = "res" + str(stage) + block + "_branch"
     bn_name_base = "bn" + str(stage) + block + "_branch"
-    x = KL.Conv2D(nb_filter1, (1, 1), strides=strides, name=conv_name_base + "2a",
-                  use_bias=use_bias)(input_tensor)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2a")(x)
+    x = KL.Conv2D(nb_filter1, (1, 1), strides=(1, 1) if on_3x3 else strides,
+                  name=conv_name_base + "2a", use_bias=use_bias)(input_tensor)
+    x = BatchNorm(train_bn=train_bn, epsilon=eps, name=bn_name_base + "2a")(x)
     x = KL.Activation("relu")(x)
-    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding="same",
-                  name=conv_name_base + "2b", use_bias=use_bias)(x)
-    x = BatchNorm(train_bn=train_bn, name=bn_name_base + "2b")(x)
+    strides_2b = strides if on_3x3 else (1, 1)
+    padding = "same"
+    if style.get("torch_padding") and tuple(strides_2b) != (1, 1):
+        x = KL.ZeroPadding2D(kernel_size // 2)(x)
+        padding = "valid"
+    x = KL.Conv2D(nb_filter2, (kernel_size, kernel_size), padding=padding,
+                  strides=strides_2b, name=conv_name_base + "2b", use_bias=use_bias)(x)
+    x = BatchNorm(train_bn=train_bn, epsilon=eps, name=bn_name_base + "2b")(x)
     x = KL.Activation("relu")(x)
     x = KL.Conv2D(nb_filter3, (1, 1), name=conv_name_base + "2c", use_bias=use_bias)(x)
-    return BatchNorm(train_bn=train_bn, name=bn_name_base + "2c")(x)
+    return BatchNorm(train_bn=train_bn, epsilon=eps, name=bn_name_base + "2c")(x)
 
 
 def identity_block(input_tensor, kernel_size, filters, stage, block, use_bias=True,
-                   train_bn=False):
+                   train_bn=False, style=None):
     """A bottleneck block whose shortcut is the identity.
 
     input_tensor: [batch, h, w, filters[2]]; kernel_size: of the middle conv;
     filters: the three conv widths; stage, block: for the layer names ("res2a_...").
+    style: see ``resnet_graph`` (None: classic).
     """
     x = _bottleneck(input_tensor, kernel_size, filters, stage, block, (1, 1), use_bias,
-                    train_bn)
+                    train_bn, style)
     x = KL.Add()([x, input_tensor])
     return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
 
 
 def conv_block(input_tensor, kernel_size, filters, stage, block, strides=(2, 2),
-               use_bias=True, train_bn=False):
+               use_bias=True, train_bn=False, style=None):
     """A bottleneck block with a 1x1 conv shortcut (the first block of each stage).
 
-    strides: on the first 1x1 conv and the shortcut; (2, 2) halves the size.
+    strides: on the first 1x1 conv (the 3x3 with style stride_on_3x3) and the shortcut;
+    (2, 2) halves the size.
     """
     x = _bottleneck(input_tensor, kernel_size, filters, stage, block, strides, use_bias,
-                    train_bn)
+                    train_bn, style)
     shortcut = KL.Conv2D(filters[2], (1, 1), strides=strides,
                          name="res" + str(stage) + block + "_branch1",
                          use_bias=use_bias)(input_tensor)
-    shortcut = BatchNorm(train_bn=train_bn, name="bn" + str(stage) + block + "_branch1")(shortcut)
+    shortcut = BatchNorm(train_bn=train_bn, epsilon=(style or {}).get("bn_epsilon", 1e-3),
+                         name="bn" + str(stage) + block + "_branch1")(shortcut)
     x = KL.Add()([x, shortcut])
     return KL.Activation("relu", name="res" + str(stage) + block + "_out")(x)
 
 
-def resnet_graph(input_image, architecture, stage5=False, train_bn=False):
+def resnet_graph(input_image, architecture, stage5=False, train_bn=False, style=None):
     """The ResNet stages.
 
     input_image: [batch, H, W, 3] molded image; architecture: "resnet50" or "resnet101".
+    style: None for the classic network, or a dict (``resnet_style(config)``) with
+        stride_on_3x3 (torchvision: the stride on the 3x3 conv), torch_padding
+        (PyTorch's symmetric padding of the strided 3x3 convs and the stem's max pool)
+        and bn_epsilon (1e-3 classic, 1e-5 torchvision).
     Returns: [C1, C2, C3, C4, C5] feature maps at strides 2 (pooled: 4), 4, 8, 16, 32.
     """
     if architecture not in RESNET_STAGE4_BLOCKS:
@@ -100,31 +126,48 @@ def resnet_graph(input_image, architecture, stage5=False, train_bn=False):
     # Stage 1
     x = KL.ZeroPadding2D((3, 3))(input_image)
     x = KL.Conv2D(64, (7, 7), strides=(2, 2), name="conv1", use_bias=True)(x)
-    x = BatchNorm(train_bn=train_bn, name="bn_conv1")(x)
+    x = BatchNorm(train_bn=train_bn, epsilon=(style or {}).get("bn_epsilon", 1e-3),
+                  name="bn_conv1")(x)
     x = KL.Activation("relu")(x)
-    C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
+    if (style or {}).get("torch_padding"):
+        # after the relu every value is >= 0, so zero padding acts as -inf padding
+        x = KL.ZeroPadding2D((1, 1))(x)
+        C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="valid")(x)
+    else:
+        C1 = x = KL.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
+    kw = dict(train_bn=train_bn, style=style)
     # Stage 2
-    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=(1, 1), train_bn=train_bn)
-    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", train_bn=train_bn)
-    C2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", train_bn=train_bn)
+    x = conv_block(x, 3, [64, 64, 256], stage=2, block="a", strides=(1, 1), **kw)
+    x = identity_block(x, 3, [64, 64, 256], stage=2, block="b", **kw)
+    C2 = x = identity_block(x, 3, [64, 64, 256], stage=2, block="c", **kw)
     # Stage 3
-    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", train_bn=train_bn)
-    x = identity_block(x, 3, [128, 128, 512], stage=3, block="b", train_bn=train_bn)
-    x = identity_block(x, 3, [128, 128, 512], stage=3, block="c", train_bn=train_bn)
-    C3 = x = identity_block(x, 3, [128, 128, 512], stage=3, block="d", train_bn=train_bn)
+    x = conv_block(x, 3, [128, 128, 512], stage=3, block="a", **kw)
+    x = identity_block(x, 3, [128, 128, 512], stage=3, block="b", **kw)
+    x = identity_block(x, 3, [128, 128, 512], stage=3, block="c", **kw)
+    C3 = x = identity_block(x, 3, [128, 128, 512], stage=3, block="d", **kw)
     # Stage 4
-    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", train_bn=train_bn)
+    x = conv_block(x, 3, [256, 256, 1024], stage=4, block="a", **kw)
     for i in range(RESNET_STAGE4_BLOCKS[architecture]):
-        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), train_bn=train_bn)
+        x = identity_block(x, 3, [256, 256, 1024], stage=4, block=chr(98 + i), **kw)
     C4 = x
     # Stage 5
     if stage5:
-        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", train_bn=train_bn)
-        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", train_bn=train_bn)
-        C5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", train_bn=train_bn)
+        x = conv_block(x, 3, [512, 512, 2048], stage=5, block="a", **kw)
+        x = identity_block(x, 3, [512, 512, 2048], stage=5, block="b", **kw)
+        C5 = identity_block(x, 3, [512, 512, 2048], stage=5, block="c", **kw)
     else:
         C5 = None
     return [C1, C2, C3, C4, C5]
+
+
+def resnet_style(config):
+    """The ``style`` dict of ``resnet_graph`` from a Config (None when classic)."""
+    style = {"stride_on_3x3": bool(getattr(config, "RESNET_STRIDE_ON_3X3", False)),
+             "torch_padding": bool(getattr(config, "RESNET_TORCH_PADDING", False)),
+             "bn_epsilon": float(getattr(config, "BN_EPSILON", 1e-3))}
+    if style == {"stride_on_3x3": False, "torch_padding": False, "bn_epsilon": 1e-3}:
+        return None
+    return style
 
 
 def small_backbone(input_image, stage5=True, train_bn=None):

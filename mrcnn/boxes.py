@@ -159,25 +159,33 @@ def trim_zeros(x):
     return x[~np.all(x == 0, axis=1)]
 
 
-def norm_boxes(boxes, shape):
+def _norm_terms(shape, mode):
+    h, w = shape[:2]
+    if mode == "scale":
+        return np.array([h, w, h, w]), np.array([0, 0, 0, 0])
+    if mode != "classic":
+        raise ValueError("box normalisation {!r}: use 'classic' or 'scale' "
+                         "(Config.BOX_NORMALIZATION)".format(mode))
+    return np.array([h - 1, w - 1, h - 1, w - 1]), np.array([0, 0, 1, 1])
+
+
+def norm_boxes(boxes, shape, mode="classic"):
     """Pixel boxes to normalised coordinates.
 
     boxes: [N, (y1, x1, y2, x2)] in pixels; shape: (height, width) of the image.
-    Returns: float32 [N, (y1, x1, y2, x2)] where (0, 0, 1, 1) spans the image: the far
-    corner (outside the box in pixels) becomes inside after the one-pixel shift.
+    mode: Config.BOX_NORMALIZATION. "classic": (0, 0, 1, 1) spans the image: the far
+    corner (outside the box in pixels) becomes inside after the one-pixel shift,
+    divided by (size - 1). "scale": divided by the size (torchvision's arithmetic).
+    Returns: float32 [N, (y1, x1, y2, x2)].
     """
-    h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1])
-    shift = np.array([0, 0, 1, 1])
+    scale, shift = _norm_terms(shape, mode)
     return np.divide((np.asarray(boxes) - shift), scale).astype(np.float32)
 
 
-def denorm_boxes(boxes, shape):
+def denorm_boxes(boxes, shape, mode="classic"):
     """Normalised boxes back to int32 pixel boxes; the inverse of ``norm_boxes``.
 
     boxes: [N, (y1, x1, y2, x2)] normalised; shape: (height, width).
     """
-    h, w = shape[:2]
-    scale = np.array([h - 1, w - 1, h - 1, w - 1])
-    shift = np.array([0, 0, 1, 1])
+    scale, shift = _norm_terms(shape, mode)
     return np.around(np.multiply(np.asarray(boxes), scale) + shift).astype(np.int32)

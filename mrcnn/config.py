@@ -21,6 +21,7 @@ import numpy as np
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 BACKBONES = ("resnet50", "resnet101")
 OPTIMIZERS = ("SGD", "AdamW")
+BOX_NORMALIZATIONS = ("classic", "scale")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
@@ -82,6 +83,70 @@ class Config(object):
     # 3/4 of a cell across the image. True samples every pixel at its exact place on
     # the level; it matters for small objects (nuclei, 10-20 px) trained from scratch.
     ROI_ALIGN_PIXEL_ALIGNED = False
+
+    # ---- Architecture flavour. Every value below defaults to the classic network (and
+    # mask_rcnn_coco.h5); TorchvisionConfig sets them to reproduce torchvision's Mask
+    # R-CNN v1 (maskrcnn_resnet50_fpn) from a converted file (docs/torchvision.md).
+
+    # ResNet stride on the 3x3 "2b" conv of each stage's first block (torchvision,
+    # "ResNet v1.5") instead of the first 1x1 "2a" conv (classic, Caffe-style).
+    RESNET_STRIDE_ON_3X3 = False
+
+    # PyTorch's padding for the strided 3x3 convs and the stem's max pool: one cell on
+    # every side (classic: TensorFlow's "same", which pads only after on even sizes).
+    RESNET_TORCH_PADDING = False
+
+    # Epsilon of the batch norms (classic Keras 1e-3; torchvision's FrozenBatchNorm2d
+    # and BatchNorm2d use 1e-5).
+    BN_EPSILON = 1e-3
+
+    # Batch norm after the classifier head's two 1024-wide layers (classic True;
+    # torchvision's TwoMLPHead has none: False drops mrcnn_class_bn1/2).
+    CLASSIF_HEAD_BN = True
+
+    # Divide the mean-subtracted pixels by this, per channel (None: classic, no
+    # division). torchvision: RGB / 255, minus [0.485, 0.456, 0.406], divided by
+    # [0.229, 0.224, 0.225], i.e. MEAN_PIXEL = 255 * mean and PIXEL_STD = 255 * std.
+    PIXEL_STD = None
+
+    # How pixel boxes become the normalised boxes the network works in.
+    #   "classic": (y1, x1, y2 - 1, x2 - 1) / (H - 1, W - 1) (Matterport).
+    #   "scale":   (y1, x1, y2, x2) / (H, W): box arithmetic (anchor deltas, sizes,
+    #              ROIAlign positions) is then exactly torchvision's, in pixels.
+    BOX_NORMALIZATION = "classic"
+
+    # Round each anchor's half-width and half-height to whole pixels, as torchvision's
+    # AnchorGenerator does (classic False).
+    RPN_ANCHOR_ROUNDING = False
+
+    # Proposals per pyramid level (torchvision): the PRE_NMS_LIMIT best anchors of each
+    # level, and NMS within each level. Classic False: the PRE_NMS_LIMIT best overall,
+    # one NMS across levels.
+    RPN_NMS_PER_LEVEL = False
+
+    # Proposals with a side under this many pixels are dropped before NMS (torchvision
+    # 1e-3; classic 0: none dropped).
+    RPN_MIN_SIZE = 0
+
+    # ROIAlign samples. 0 (classic): one bilinear sample per output cell
+    # (crop_and_resize). N > 0 (torchvision: 2): the average of N x N samples per cell,
+    # at torchvision's roi_align(aligned=False) positions and edge rules.
+    ROI_ALIGN_SAMPLING_RATIO = 0
+
+    # Which pyramid level a ROI is pooled from: "round" (classic:
+    # round(4 + log2(sqrt(area) / 224))) or "floor" (torchvision's LevelMapper:
+    # floor(4 + log2(sqrt(area) / 224) + 1e-6)); both clamped to [2, 5].
+    ROI_LEVEL_MAPPER = "round"
+
+    # Detections with a side under this many pixels (in the molded image) are dropped
+    # before NMS (torchvision 1e-2; classic 0).
+    DETECTION_MIN_SIZE = 0
+
+    # How the 28x28 masks are pasted into the image. "classic": resize the mask to the
+    # rounded box. "torchvision": paste_masks_in_image: the mask padded by one cell
+    # and its box expanded to match, resized bilinearly (align_corners=False) to the
+    # truncated expanded box. Both then threshold at DETECTION_MASK_THRESHOLD.
+    MASK_PASTE = "classic"
 
     # Number of classification classes, including the background.
     NUM_CLASSES = 1
@@ -313,9 +378,34 @@ class Config(object):
                  .format(len(self.BACKBONE_STRIDES)))
 
         for attr in ("MASK_HEAD_BN", "DETECTION_PER_CLASS", "ROI_ALIGN_PIXEL_ALIGNED",
-                     "TRAIN_ROIS_INCLUDE_GT"):
+                     "TRAIN_ROIS_INCLUDE_GT", "RESNET_STRIDE_ON_3X3", "RESNET_TORCH_PADDING",
+                     "CLASSIF_HEAD_BN", "RPN_ANCHOR_ROUNDING", "RPN_NMS_PER_LEVEL"):
             if not isinstance(getattr(self, attr), (bool, np.bool_)):
                 fail(attr, getattr(self, attr), "use True or False.")
+
+        for attr, choices in (("BOX_NORMALIZATION", BOX_NORMALIZATIONS),
+                              ("ROI_LEVEL_MAPPER", ("round", "floor")),
+                              ("MASK_PASTE", ("classic", "torchvision"))):
+            if getattr(self, attr) not in choices:
+                fail(attr, getattr(self, attr), "use one of {}.".format(
+                    ", ".join(map(repr, choices))))
+        for attr in ("BN_EPSILON", "RPN_MIN_SIZE", "DETECTION_MIN_SIZE"):
+            value = getattr(self, attr)
+            if not isinstance(value, (int, float, np.integer, np.floating)) or \
+                    isinstance(value, bool) or value < 0:
+                fail(attr, value, "must be a number >= 0.")
+        value = self.ROI_ALIGN_SAMPLING_RATIO
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            fail("ROI_ALIGN_SAMPLING_RATIO", value, "must be an integer >= 0 (0 classic, 2 "
+                 "torchvision).")
+        if value and self.ROI_ALIGN_PIXEL_ALIGNED:
+            fail("ROI_ALIGN_PIXEL_ALIGNED", True, "ROI_ALIGN_SAMPLING_RATIO > 0 samples at "
+                 "torchvision's positions; set ROI_ALIGN_PIXEL_ALIGNED = False with it.")
+        if self.PIXEL_STD is not None:
+            std = np.asarray(self.PIXEL_STD, dtype=np.float64)
+            if std.shape != (self.IMAGE_CHANNEL_COUNT,) or not np.all(std > 0):
+                fail("PIXEL_STD", self.PIXEL_STD, "None, or one value > 0 per channel "
+                     "(IMAGE_CHANNEL_COUNT = {}).".format(self.IMAGE_CHANNEL_COUNT))
 
         if self.TRAIN_BN not in (None, False, True):
             fail("TRAIN_BN", self.TRAIN_BN, "use None (train BN), False (freeze) or True.")
@@ -397,9 +487,79 @@ def _plain(value):
     return value
 
 
+class TorchvisionConfig(Config):
+    """torchvision's Mask R-CNN v1 (``maskrcnn_resnet50_fpn``): every architecture
+    option set to torchvision's value, so a file written by
+    ``mrcnn convert torchvision`` gives torchvision's detections (docs/torchvision.md).
+
+    Subclass it as you would Config (NAME, NUM_CLASSES, ...). Images are not resized
+    here ("pad64" without scaling pads each side to a multiple of 64): resize them
+    first with ``mrcnn.convert_torchvision.torchvision_resize`` (torchvision's
+    min 800 / max 1333 rule). On images whose sides are multiples of 64 (no padding)
+    the detections are torchvision's; where padding is needed, the padded border
+    differs (torchvision pads bottom/right to a multiple of 32 with zeros after
+    normalisation), which moves results near the border slightly.
+    """
+    NAME = "torchvision"
+    BACKBONE = "resnet50"
+    NUM_CLASSES = 91
+    RESNET_STRIDE_ON_3X3 = True
+    RESNET_TORCH_PADDING = True
+    BN_EPSILON = 1e-5
+    RPN_HEAD_CHANNELS = 256
+    CLASSIF_HEAD_BN = False
+    MASK_HEAD_BN = False
+    MEAN_PIXEL = np.array([0.485, 0.456, 0.406]) * 255.0
+    PIXEL_STD = np.array([0.229, 0.224, 0.225]) * 255.0
+    BOX_NORMALIZATION = "scale"
+    # torchvision's aspect ratios are height / width (0.5, 1, 2); ours are width /
+    # height, so the same anchors in the same order are (2, 1, 0.5)
+    RPN_ANCHOR_RATIOS = [2, 1, 0.5]
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    RPN_ANCHOR_ROUNDING = True
+    RPN_BBOX_STD_DEV = np.array([1.0, 1.0, 1.0, 1.0])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    RPN_NMS_PER_LEVEL = True
+    PRE_NMS_LIMIT = 1000
+    RPN_NMS_THRESHOLD = 0.7
+    POST_NMS_ROIS_INFERENCE = 1000
+    POST_NMS_ROIS_TRAINING = 2000
+    RPN_MIN_SIZE = 1e-3
+    ROI_ALIGN_SAMPLING_RATIO = 2
+    ROI_LEVEL_MAPPER = "floor"
+    DETECTION_PER_CLASS = True
+    DETECTION_MIN_CONFIDENCE = 0.05
+    DETECTION_NMS_THRESHOLD = 0.5
+    DETECTION_MAX_INSTANCES = 100
+    DETECTION_MIN_SIZE = 1e-2
+    MASK_PASTE = "torchvision"
+    DETECTION_MASK_THRESHOLD = 0.5
+    IMAGE_RESIZE_MODE = "pad64"
+    IMAGE_MIN_DIM = 0
+    IMAGE_MAX_DIM = 1344
+    TRAIN_BN = False
+    TRAIN_ROIS_PER_IMAGE = 512
+    ROI_POSITIVE_RATIO = 0.25
+    TRAIN_ROIS_INCLUDE_GT = True
+
+
+# The settings TorchvisionConfig changes from Config: what ``convert torchvision``
+# writes in its JSON (with NUM_CLASSES).
+TORCHVISION_SETTINGS = (
+    "BACKBONE", "RESNET_STRIDE_ON_3X3", "RESNET_TORCH_PADDING", "BN_EPSILON",
+    "RPN_HEAD_CHANNELS", "CLASSIF_HEAD_BN", "MASK_HEAD_BN", "MEAN_PIXEL", "PIXEL_STD",
+    "BOX_NORMALIZATION", "RPN_ANCHOR_RATIOS", "RPN_ANCHOR_SCALES", "RPN_ANCHOR_ROUNDING",
+    "RPN_BBOX_STD_DEV", "BBOX_STD_DEV", "RPN_NMS_PER_LEVEL", "PRE_NMS_LIMIT",
+    "RPN_NMS_THRESHOLD", "POST_NMS_ROIS_INFERENCE", "RPN_MIN_SIZE",
+    "ROI_ALIGN_SAMPLING_RATIO", "ROI_LEVEL_MAPPER", "DETECTION_PER_CLASS",
+    "DETECTION_MIN_CONFIDENCE", "DETECTION_NMS_THRESHOLD", "DETECTION_MAX_INSTANCES",
+    "DETECTION_MIN_SIZE", "MASK_PASTE", "DETECTION_MASK_THRESHOLD", "IMAGE_RESIZE_MODE",
+    "IMAGE_MIN_DIM", "IMAGE_MAX_DIM")
+
+
 DERIVED = ("BATCH_SIZE", "IMAGE_SHAPE", "IMAGE_META_SIZE")
 # attributes that may be None (the others keep their kind: number, text, list, ...)
-NULLABLE = ("NAME", "TRAIN_BN", "GRADIENT_CLIP_NORM", "COMPUTE_BACKBONE_SHAPE",
+NULLABLE = ("NAME", "PIXEL_STD", "TRAIN_BN", "GRADIENT_CLIP_NORM", "COMPUTE_BACKBONE_SHAPE",
             "IMAGE_MIN_DIM", "IMAGE_MAX_DIM")
 
 

@@ -9,7 +9,8 @@ from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_grap
 
 
 def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confidence,
-                            nms_threshold, max_instances, per_class=False):
+                            nms_threshold, max_instances, per_class=False, min_size=0.0,
+                            pixel_size=None):
     """Refine and filter the ROIs of one image.
 
     rois: [N, (y1, x1, y2, x2)] normalised; probs: [N, NUM_CLASSES];
@@ -21,7 +22,9 @@ def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confi
     candidate for every foreground class, with that class's score and deltas
     (torchvision's rule). Boxes are clipped to the window; scores below
     min_confidence are dropped; NMS runs per class at nms_threshold; the
-    max_instances best remain.
+    max_instances best remain. min_size > 0 drops boxes with a side under min_size
+    pixels (torchvision's remove_small_boxes) before NMS; pixel_size: [(H, W)] that
+    turns a normalised side into pixels.
     Returns: [max_instances, (y1, x1, y2, x2, class_id, score)], zero-padded.
     """
     if per_class:
@@ -44,6 +47,10 @@ def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confi
     keep_mask = class_ids > 0
     if min_confidence:
         keep_mask = tf.logical_and(keep_mask, class_scores >= min_confidence)
+    if min_size:
+        h = (refined_rois[:, 2] - refined_rois[:, 0]) * pixel_size[0]
+        w = (refined_rois[:, 3] - refined_rois[:, 1]) * pixel_size[1]
+        keep_mask = tf.logical_and(keep_mask, tf.logical_and(h >= min_size, w >= min_size))
     keep = tf.cast(tf.where(keep_mask)[:, 0], tf.int32)
 
     # Per-class NMS in one call: boxes of different classes are moved apart (boxes are
@@ -77,8 +84,11 @@ class DetectionLayer(KL.Layer):
     """
 
     def __init__(self, bbox_std_dev=(0.1, 0.1, 0.2, 0.2), min_confidence=0.7,
-                 nms_threshold=0.3, max_instances=100, per_class=False, **kwargs):
+                 nms_threshold=0.3, max_instances=100, per_class=False, min_size=0.0,
+                 box_normalization="classic", **kwargs):
         super().__init__(**kwargs)
+        self.min_size = float(min_size)
+        self.box_normalization = str(box_normalization)
         self.per_class = bool(per_class)
         self.bbox_std_dev = [float(v) for v in np.asarray(bbox_std_dev).reshape(-1)]
         self.min_confidence = float(min_confidence)
@@ -89,12 +99,15 @@ class DetectionLayer(KL.Layer):
         rois, mrcnn_class, mrcnn_bbox, image_meta = inputs
         m = parse_image_meta_graph(image_meta)
         image_shape = m["image_shape"][0]
-        windows = norm_boxes_graph(m["window"], image_shape[:2])
+        windows = norm_boxes_graph(m["window"], image_shape[:2], self.box_normalization)
+        pixel_size = tf.cast(image_shape[:2], tf.float32)
+        if self.box_normalization != "scale":
+            pixel_size = pixel_size - 1.0
 
         def one_image(args):
             return refine_detections_graph(*args, self.bbox_std_dev, self.min_confidence,
                                            self.nms_threshold, self.max_instances,
-                                           self.per_class)
+                                           self.per_class, self.min_size, pixel_size)
 
         return tf.map_fn(one_image, (rois, mrcnn_class, mrcnn_bbox, windows),
                          fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
@@ -106,5 +119,6 @@ class DetectionLayer(KL.Layer):
         config = super().get_config()
         config.update(bbox_std_dev=self.bbox_std_dev, min_confidence=self.min_confidence,
                       nms_threshold=self.nms_threshold, max_instances=self.max_instances,
-                      per_class=self.per_class)
+                      per_class=self.per_class, min_size=self.min_size,
+                      box_normalization=self.box_normalization)
         return config

@@ -58,9 +58,12 @@ def clip_boxes_graph(boxes, window):
     return clipped
 
 
-def norm_boxes_graph(boxes, shape):
-    """Pixel boxes [..., (y1, x1, y2, x2)] to normalised ones; shape: [(height, width)]."""
+def norm_boxes_graph(boxes, shape, mode="classic"):
+    """Pixel boxes [..., (y1, x1, y2, x2)] to normalised ones; shape: [(height, width)];
+    mode: Config.BOX_NORMALIZATION ("classic" or "scale", see boxes.norm_boxes)."""
     h, w = tf.split(tf.cast(shape, tf.float32), 2)
+    if mode == "scale":
+        return tf.divide(boxes, tf.concat([h, w, h, w], axis=-1))
     scale = tf.concat([h, w, h, w], axis=-1) - tf.constant(1.0)
     shift = tf.constant([0., 0., 1., 1.])
     return tf.divide(boxes - shift, scale)

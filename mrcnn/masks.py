@@ -154,6 +154,58 @@ def unmold_masks(masks, boxes, image_shape, threshold=0.5):
     return out
 
 
+def _torch_bilinear_weights(n_in, n_out):
+    """[n_out, n_in] weights of a bilinear resize with align_corners=False, as
+    PyTorch's F.interpolate computes them (float32, no antialiasing)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    src = np.maximum(src, np.float32(0))
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    lam = (src - i0).astype(np.float32)
+    w = np.zeros((n_out, n_in), dtype=np.float32)
+    w[np.arange(n_out), i0] += np.float32(1) - lam
+    w[np.arange(n_out), i1] += lam
+    return w
+
+
+def paste_masks_torchvision(masks, boxes, image_shape, threshold=0.5, padding=1):
+    """Paste mask-head masks into the image as torchvision's paste_masks_in_image does.
+
+    masks: [N, M, M] float probabilities; boxes: [N, (y1, x1, y2, x2)] float image
+    pixels (not rounded); image_shape: (H, W, ...).
+    Each mask is padded by ``padding`` cells of 0, its box expanded around its centre
+    by (M + 2 * padding) / M, truncated to whole pixels (x2, y2 inclusive), the mask
+    resized bilinearly (align_corners=False) to that box and pasted, clipped to the
+    image. Returns: bool [H, W, N], probability >= threshold.
+    """
+    masks = np.asarray(masks, dtype=np.float32)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    height, width = int(image_shape[0]), int(image_shape[1])
+    out = np.zeros((height, width, len(boxes)), dtype=bool)
+    if not len(boxes):
+        return out
+    m_size = masks.shape[-1]
+    scale = np.float32(float(m_size + 2 * padding) / m_size)
+    padded = np.pad(masks, [(0, 0), (padding, padding), (padding, padding)])
+    half_h = (boxes[:, 2] - boxes[:, 0]) * np.float32(0.5) * scale
+    half_w = (boxes[:, 3] - boxes[:, 1]) * np.float32(0.5) * scale
+    cy = (boxes[:, 2] + boxes[:, 0]) * np.float32(0.5)
+    cx = (boxes[:, 3] + boxes[:, 1]) * np.float32(0.5)
+    expanded = np.stack([cy - half_h, cx - half_w, cy + half_h, cx + half_w], axis=1)
+    expanded = np.trunc(expanded).astype(np.int64)  # torch's .to(int64)
+    for i, (y1, x1, y2, x2) in enumerate(expanded):
+        h = max(int(y2 - y1 + 1), 1)
+        w = max(int(x2 - x1 + 1), 1)
+        values = _torch_bilinear_weights(padded.shape[1], h) @ padded[i] @ \
+            _torch_bilinear_weights(padded.shape[2], w).T
+        ty1, tx1 = max(y1, 0), max(x1, 0)
+        ty2, tx2 = min(y2 + 1, height), min(x2 + 1, width)
+        if ty2 > ty1 and tx2 > tx1:
+            out[ty1:ty2, tx1:tx2, i] = values[ty1 - y1:ty2 - y1, tx1 - x1:tx2 - x1] >= threshold
+    return out
+
+
 class MaskError(ValueError):
     """``load_mask`` returned something the pipeline cannot use; the message says why."""
 

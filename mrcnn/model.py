@@ -35,14 +35,15 @@ from keras import layers as KL
 from . import utils
 from .anchors import compute_backbone_shapes
 from .augment import check_augmentation
-from .backbone import BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph
+from .backbone import (BatchNorm, conv_block, fpn_graph, identity_block, resnet_graph,
+                       resnet_style)
 from .config import ConfigError
 from .detection import DetectionLayer, refine_detections_graph
 from .detection_targets import DetectionTargetLayer, detection_targets_graph
 from .graph_ops import (apply_box_deltas_graph, box_refinement_graph, clip_boxes_graph,
                         denorm_boxes_graph, norm_boxes_graph, overlaps_graph,
                         parse_image_meta_graph, trim_zeros_graph)
-from .heads import build_fpn_mask_graph, fpn_classifier_graph
+from .heads import build_fpn_mask_graph, fpn_classifier_graph, roi_align_options
 from .imageops import as_model_image, resize_scale
 from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
                      rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
@@ -118,11 +119,16 @@ class SliceBoxes(KL.Layer):
 
 
 class NormBoxes(KL.Layer):
-    """Pixel boxes [batch, N, 4] to normalised ones, for the size of ``image``."""
+    """Pixel boxes [batch, N, 4] to normalised ones, for the size of ``image``
+    (mode: Config.BOX_NORMALIZATION)."""
+
+    def __init__(self, mode="classic", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
 
     def call(self, inputs):
         boxes, image = inputs
-        return norm_boxes_graph(tf.cast(boxes, tf.float32), tf.shape(image)[1:3])
+        return norm_boxes_graph(tf.cast(boxes, tf.float32), tf.shape(image)[1:3], self.mode)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[0])
@@ -194,26 +200,23 @@ class MaskRCNN(object):
         mrcnn_feature_maps = feature_maps[:4]    # P2..P5
 
         rpn_class_logits, rpn_class, rpn_bbox, rpn_rois = self._rpn(
-            rpn_feature_maps, input_anchors, config, config.POST_NMS_ROIS_INFERENCE)
+            rpn_feature_maps, input_anchors, config, config.POST_NMS_ROIS_INFERENCE,
+            input_image_meta)
 
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rpn_rois, mrcnn_feature_maps, input_image_meta, config.POOL_SIZE,
-            config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-            fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
-            pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
+            config.NUM_CLASSES, **self._classifier_options(config))
         detections = DetectionLayer(
             bbox_std_dev=config.BBOX_STD_DEV, min_confidence=config.DETECTION_MIN_CONFIDENCE,
             nms_threshold=config.DETECTION_NMS_THRESHOLD,
             max_instances=config.DETECTION_MAX_INSTANCES,
-            per_class=config.DETECTION_PER_CLASS, name="mrcnn_detection")(
+            per_class=config.DETECTION_PER_CLASS, min_size=config.DETECTION_MIN_SIZE,
+            box_normalization=config.BOX_NORMALIZATION, name="mrcnn_detection")(
                 [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
         detection_boxes = SliceBoxes(name="detection_boxes")(detections)
         mrcnn_mask = build_fpn_mask_graph(detection_boxes, mrcnn_feature_maps,
                                           input_image_meta, config.MASK_POOL_SIZE,
-                                          config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                                          channels=config.MASK_HEAD_CHANNELS,
-                                          batch_norm=config.MASK_HEAD_BN,
-                                          pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
+                                          config.NUM_CLASSES, **self._mask_options(config))
         return keras.Model([input_image, input_image_meta, input_anchors],
                            [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask,
                             rpn_rois, rpn_class, rpn_bbox], name="mask_rcnn")
@@ -233,17 +236,20 @@ class MaskRCNN(object):
         input_anchors = KL.Input(shape=[None, 4], name="input_anchors")
         inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
                   input_gt_class_ids, input_gt_boxes, input_gt_masks, input_anchors]
-        gt_boxes = NormBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
+        gt_boxes = NormBoxes(config.BOX_NORMALIZATION, name="gt_boxes_normalized")(
+            [input_gt_boxes, input_image])
 
         feature_maps = self._feature_maps(input_image, config)
         rpn_class_logits, rpn_class, rpn_bbox, rpn_rois = self._rpn(
-            feature_maps, input_anchors, config, config.POST_NMS_ROIS_TRAINING)
+            feature_maps, input_anchors, config, config.POST_NMS_ROIS_TRAINING,
+            input_image_meta)
         if config.USE_RPN_ROIS:
             target_rois = rpn_rois
         else:
             input_rois = KL.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4], name="input_roi")
             inputs.append(input_rois)
-            target_rois = NormBoxes(name="input_roi_normalized")([input_rois, input_image])
+            target_rois = NormBoxes(config.BOX_NORMALIZATION, name="input_roi_normalized")(
+                [input_rois, input_image])
 
         rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
             rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
@@ -253,26 +259,35 @@ class MaskRCNN(object):
                 [target_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = fpn_classifier_graph(
             rois, feature_maps[:4], input_image_meta, config.POOL_SIZE, config.NUM_CLASSES,
-            train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
-            pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
+            **self._classifier_options(config))
         # Positive ROIs come first in each image, and only they have mask targets: the
         # mask head runs on the first max-positives rows alone (the classic code ran it
         # on every ROI and threw most of the result away).
         mask_rois = PositiveRois(name="positive_rois")([rois, target_class_ids])
         mrcnn_mask = build_fpn_mask_graph(mask_rois, feature_maps[:4], input_image_meta,
                                           config.MASK_POOL_SIZE, config.NUM_CLASSES,
-                                          train_bn=config.TRAIN_BN,
-                                          channels=config.MASK_HEAD_CHANNELS,
-                                          batch_norm=config.MASK_HEAD_BN,
-                                          pixel_aligned=config.ROI_ALIGN_PIXEL_ALIGNED)
+                                          **self._mask_options(config))
         outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
                    mrcnn_bbox, mrcnn_mask, rpn_rois, rois, target_class_ids, target_bbox,
                    target_mask]
-        anchors = utils.norm_boxes(training_anchors(config), config.IMAGE_SHAPE[:2])
+        anchors = utils.norm_boxes(training_anchors(config), config.IMAGE_SHAPE[:2],
+                                   config.BOX_NORMALIZATION)
         return TrainingModel(inputs, outputs, config=config, anchors=anchors, name="mask_rcnn")
 
     @staticmethod
-    def _rpn(feature_maps, anchors, config, proposal_count):
+    def _classifier_options(config):
+        return dict(train_bn=config.TRAIN_BN, fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+                    batch_norm=config.CLASSIF_HEAD_BN, roi_align=roi_align_options(config),
+                    bn_epsilon=config.BN_EPSILON)
+
+    @staticmethod
+    def _mask_options(config):
+        return dict(train_bn=config.TRAIN_BN, channels=config.MASK_HEAD_CHANNELS,
+                    batch_norm=config.MASK_HEAD_BN, roi_align=roi_align_options(config),
+                    bn_epsilon=config.BN_EPSILON)
+
+    @staticmethod
+    def _rpn(feature_maps, anchors, config, proposal_count, image_meta=None):
         """The shared RPN on P2..P6 (outputs concatenated over levels) and the proposals."""
         rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
                               config.TOP_DOWN_PYRAMID_SIZE, config.RPN_HEAD_CHANNELS)
@@ -280,10 +295,14 @@ class MaskRCNN(object):
         names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
         rpn_class_logits, rpn_class, rpn_bbox = [
             KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
+        inputs = [rpn_class, rpn_bbox, anchors]
+        if config.RPN_NMS_PER_LEVEL:
+            inputs += [image_meta] + [o[1] for o in level_outputs]
         rpn_rois = ProposalLayer(
             proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD,
             pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=config.RPN_BBOX_STD_DEV,
-            name="ROI")([rpn_class, rpn_bbox, anchors])
+            per_level=config.RPN_NMS_PER_LEVEL, min_size=config.RPN_MIN_SIZE,
+            box_normalization=config.BOX_NORMALIZATION, name="ROI")(inputs)
         return rpn_class_logits, rpn_class, rpn_bbox, rpn_rois
 
     @staticmethod
@@ -294,7 +313,8 @@ class MaskRCNN(object):
                                                 train_bn=config.TRAIN_BN)
         else:
             _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                             train_bn=config.TRAIN_BN)
+                                             train_bn=config.TRAIN_BN,
+                                             style=resnet_style(config))
         return fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
 
     # ------------------------------------------------------------------ weights and logs
@@ -527,9 +547,11 @@ class MaskRCNN(object):
                 backbone_shapes = compute_backbone_shapes(self.config, image_shape)
                 a = utils.generate_pyramid_anchors(
                     self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
-                    backbone_shapes, self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+                    backbone_shapes, self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE,
+                    self.config.RPN_ANCHOR_ROUNDING)
                 self.anchors = a  # pixel coordinates, kept for inspection as before
-                self._anchor_cache[key] = utils.norm_boxes(a, image_shape[:2])
+                self._anchor_cache[key] = utils.norm_boxes(a, image_shape[:2],
+                                                           self.config.BOX_NORMALIZATION)
             return self._anchor_cache[key]
 
     def mold_inputs(self, images):
@@ -554,6 +576,9 @@ class MaskRCNN(object):
         scores = detections[:N, 5]
         masks = mrcnn_mask[np.arange(N), :, :, class_ids]
 
+        if self.config.BOX_NORMALIZATION == "scale":
+            return self._unmold_scaled(boxes, class_ids, scores, masks, original_image_shape,
+                                       image_shape, window)
         # Boxes from the molded image to the original image
         window = utils.norm_boxes(window, image_shape[:2])
         wy1, wx1, wy2, wx2 = window
@@ -577,6 +602,31 @@ class MaskRCNN(object):
         full_masks = utils.unmold_masks(masks, boxes, original_image_shape,
                                         self.config.DETECTION_MASK_THRESHOLD)
         return boxes, class_ids, scores, full_masks
+
+    def _unmold_scaled(self, boxes, class_ids, scores, masks, original_image_shape,
+                       image_shape, window):
+        """unmold_detections for BOX_NORMALIZATION "scale" (torchvision's arithmetic):
+        boxes scale back by original size / window size (torchvision's resize_boxes);
+        masks are pasted with the float boxes (MASK_PASTE)."""
+        h, w = image_shape[:2]
+        wy1, wx1, wy2, wx2 = [float(v) for v in window]
+        ry = original_image_shape[0] / max(wy2 - wy1, 1.0)
+        rx = original_image_shape[1] / max(wx2 - wx1, 1.0)
+        pixels = boxes * np.array([h, w, h, w], dtype=np.float32)
+        pixels = (pixels - np.array([wy1, wx1, wy1, wx1], dtype=np.float32)) * \
+            np.array([ry, rx, ry, rx], dtype=np.float32)
+        pixels = pixels.astype(np.float32)
+        keep = np.where((pixels[:, 2] > pixels[:, 0]) & (pixels[:, 3] > pixels[:, 1]))[0]
+        pixels, class_ids, scores, masks = pixels[keep], class_ids[keep], scores[keep], \
+            masks[keep]
+        if self.config.MASK_PASTE == "torchvision":
+            full_masks = utils.paste_masks_torchvision(masks, pixels, original_image_shape,
+                                                       self.config.DETECTION_MASK_THRESHOLD)
+        else:
+            full_masks = utils.unmold_masks(masks, np.round(pixels).astype(np.int32),
+                                            original_image_shape,
+                                            self.config.DETECTION_MASK_THRESHOLD)
+        return np.round(pixels).astype(np.int32), class_ids, scores, full_masks
 
     def _predict(self, molded_images, image_metas, anchors):
         """Run the compiled graph; returns (detections, mrcnn_mask) as NumPy."""

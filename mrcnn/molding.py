@@ -61,12 +61,20 @@ def parse_image_meta(meta):
 
 
 def mold_image(images, config):
-    """Subtract the mean pixel and cast to float32. images: [..., H, W, C] RGB."""
-    return images.astype(np.float32) - config.MEAN_PIXEL
+    """Subtract the mean pixel (and divide by PIXEL_STD when set) and cast to float32.
+    images: [..., H, W, C] RGB."""
+    molded = images.astype(np.float32) - config.MEAN_PIXEL
+    std = getattr(config, "PIXEL_STD", None)
+    if std is not None:
+        molded = molded / np.asarray(std)
+    return molded.astype(np.float32)
 
 
 def unmold_image(normalized_images, config):
     """Undo ``mold_image``: add the mean pixel back, as uint8."""
+    std = getattr(config, "PIXEL_STD", None)
+    if std is not None:
+        normalized_images = normalized_images * np.asarray(std)
     return (normalized_images + config.MEAN_PIXEL).astype(np.uint8)
 
 

@@ -106,7 +106,8 @@ def training_anchors(config):
     """Pixel anchors for the fixed training image shape."""
     shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
     return generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                                    shapes, config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+                                    shapes, config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+                                    config.RPN_ANCHOR_ROUNDING)
 
 
 def build_sample(dataset, config, image_id, anchors, augmentation=None, augment=False,

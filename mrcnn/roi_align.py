@@ -22,10 +22,12 @@ from keras import layers as KL
 from .graph_ops import parse_image_meta_graph
 
 
-def roi_pyramid_level(boxes, image_shape):
+def roi_pyramid_level(boxes, image_shape, mapper="round"):
     """Pyramid level (2..5) for each ROI.
 
     boxes: [..., (y1, x1, y2, x2)] normalised; image_shape: [(H, W, ...)] of the molded image.
+    mapper: "round" (classic) or "floor" (torchvision's LevelMapper: floor(4 +
+        log2(sqrt(area) / 224) + 1e-6)).
     Returns: int32 [...] levels.
     """
     y1, x1, y2, x2 = tf.unstack(boxes, 4, axis=-1)
@@ -35,7 +37,48 @@ def roi_pyramid_level(boxes, image_shape):
     # Empty (padding) boxes would give log2(0); they go to level 2, as before.
     area = tf.maximum(h * w, 1e-12)
     level = tf.math.log(tf.sqrt(area) / (224.0 / tf.sqrt(image_area))) / tf.math.log(2.0)
+    if mapper == "floor":
+        level = tf.cast(tf.floor(4.0 + level + 1e-6), tf.int32)
+        return tf.minimum(5, tf.maximum(2, level))
     return tf.minimum(5, tf.maximum(2, 4 + tf.cast(tf.round(level), tf.int32)))
+
+
+def sampled_roi_align(feature_map, boxes, box_indices, image_shape, stride, pool_shape,
+                      sampling_ratio, box_normalization="classic"):
+    """torchvision's roi_align(aligned=False) on one level, from crop_and_resize.
+
+    feature_map: [batch, Hf, Wf, C]; boxes: [N, (y1, x1, y2, x2)] normalised;
+    box_indices: [N] image of each box; stride: the level's stride in pixels.
+    Each output cell averages sampling_ratio x sampling_ratio bilinear samples at
+    y1 / stride + (i + 0.5) * bin / sampling_ratio (bin = max(h / stride, 1) / pool);
+    a sample less than one cell outside the map reads the edge cell, one further out
+    reads 0 (torchvision's rules). The map is padded by its edge cells so that
+    crop_and_resize applies exactly those rules.
+    Returns: [N, pool_h, pool_w, C].
+    """
+    h = tf.cast(image_shape[0], tf.float32)
+    w = tf.cast(image_shape[1], tf.float32)
+    if box_normalization == "scale":
+        pixels = boxes * tf.stack([h, w, h, w])
+    else:
+        pixels = boxes * tf.stack([h - 1, w - 1, h - 1, w - 1]) + tf.constant([0., 0., 1., 1.])
+    f = pixels / float(stride)
+    ph, pw = pool_shape
+    kh, kw = ph * sampling_ratio, pw * sampling_ratio
+    roi_h = tf.maximum(f[:, 2] - f[:, 0], 1.0)
+    roi_w = tf.maximum(f[:, 3] - f[:, 1], 1.0)
+    padded = tf.pad(feature_map, [(0, 0), (1, 1), (1, 1), (0, 0)], mode="SYMMETRIC")
+    hp = tf.cast(tf.shape(padded)[1], tf.float32) - 1.0
+    wp = tf.cast(tf.shape(padded)[2], tf.float32) - 1.0
+    # first and last sample, in cells of the padded map
+    y_first = f[:, 0] + 1.0 + 0.5 * roi_h / kh
+    x_first = f[:, 1] + 1.0 + 0.5 * roi_w / kw
+    y_last = y_first + (kh - 1) * roi_h / kh
+    x_last = x_first + (kw - 1) * roi_w / kw
+    crop_boxes = tf.stack([y_first / hp, x_first / wp, y_last / hp, x_last / wp], axis=1)
+    crops = tf.image.crop_and_resize(padded, crop_boxes, box_indices, (kh, kw),
+                                     method="bilinear", extrapolation_value=0.0)
+    return tf.nn.avg_pool2d(crops, sampling_ratio, sampling_ratio, "VALID")
 
 
 # normalised: 1e-5 of the map's size, under 0.01 of a cell on a 1024-cell map
@@ -71,10 +114,14 @@ class PyramidROIAlign(KL.Layer):
         their results back with ``UnflattenRois``.
     """
 
-    def __init__(self, pool_shape, pixel_aligned=False, **kwargs):
+    def __init__(self, pool_shape, pixel_aligned=False, sampling_ratio=0, level_mapper="round",
+                 box_normalization="classic", **kwargs):
         super().__init__(**kwargs)
         self.pool_shape = tuple(int(v) for v in pool_shape)
         self.pixel_aligned = bool(pixel_aligned)
+        self.sampling_ratio = int(sampling_ratio)
+        self.level_mapper = str(level_mapper)
+        self.box_normalization = str(box_normalization)
 
     def call(self, inputs):
         boxes = inputs[0]
@@ -85,7 +132,7 @@ class PyramidROIAlign(KL.Layer):
         num_boxes = tf.shape(boxes)[1]
         flat_boxes = tf.reshape(boxes, [-1, 4])
         box_indices = tf.repeat(tf.range(batch), num_boxes)
-        levels = roi_pyramid_level(flat_boxes, image_shape)
+        levels = roi_pyramid_level(flat_boxes, image_shape, self.level_mapper)
 
         positions, pooled = [], []
         for i, level in enumerate(range(2, 6)):
@@ -93,6 +140,12 @@ class PyramidROIAlign(KL.Layer):
             # ROIs are inputs here: gradients flow to the features, not the boxes.
             level_boxes = tf.stop_gradient(tf.gather(flat_boxes, ix))
             level_indices = tf.stop_gradient(tf.gather(box_indices, ix))
+            positions.append(ix)
+            if self.sampling_ratio:
+                pooled.append(sampled_roi_align(
+                    feature_maps[i], level_boxes, level_indices, image_shape, 2 ** level,
+                    self.pool_shape, self.sampling_ratio, self.box_normalization))
+                continue
             if self.pixel_aligned:
                 level_boxes = pixel_aligned_boxes(level_boxes, image_shape, 2 ** level)
             # Keep every sample on the map: crop_and_resize fills samples off the map
@@ -100,7 +153,6 @@ class PyramidROIAlign(KL.Layer):
             # cell (ONNX Runtime's CropAndResize does), and pixel-aligned edge boxes
             # reach half a cell past it; they read the border cells instead.
             level_boxes = tf.clip_by_value(level_boxes, 0.0, 1.0 - EDGE_MARGIN)
-            positions.append(ix)
             pooled.append(tf.image.crop_and_resize(feature_maps[i], level_boxes, level_indices,
                                                    self.pool_shape, method="bilinear"))
         out = tf.dynamic_stitch(positions, pooled)
@@ -114,6 +166,8 @@ class PyramidROIAlign(KL.Layer):
         config = super().get_config()
         config["pool_shape"] = list(self.pool_shape)
         config["pixel_aligned"] = self.pixel_aligned
+        config.update(sampling_ratio=self.sampling_ratio, level_mapper=self.level_mapper,
+                      box_normalization=self.box_normalization)
         return config
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
-from .graph_ops import apply_box_deltas_graph, clip_boxes_graph
+from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, \
+    parse_image_meta_graph
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -76,19 +77,32 @@ class ProposalLayer(KL.Layer):
         proposals: [batch, proposal_count, (y1, x1, y2, x2)] normalised, highest score
         first, zero-padded when fewer survive.
 
-    One NMS across all pyramid levels at nms_threshold, after keeping the
-    pre_nms_limit best-scoring anchors; boxes are clipped to [0, 1].
+    Classic (per_level=False): one NMS across all pyramid levels at nms_threshold,
+    after keeping the pre_nms_limit best-scoring anchors; boxes are clipped to [0, 1].
+
+    per_level=True (torchvision's RPN): two more inputs, image_meta and a list of the
+    per-level rpn_probs [batch, anchors of level, 2] (their lengths split the anchors
+    into levels). The pre_nms_limit best anchors of each level are refined, clipped
+    to the window (the image inside the padding), boxes with a side under min_size
+    pixels are dropped, NMS runs within each level, and the proposal_count best of
+    all levels remain, highest score first.
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
-                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), per_level=False, min_size=0.0,
+                 box_normalization="classic", **kwargs):
         super().__init__(**kwargs)
         self.proposal_count = int(proposal_count)
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit)
         self.rpn_bbox_std_dev = [float(v) for v in np.asarray(rpn_bbox_std_dev).reshape(-1)]
+        self.per_level = bool(per_level)
+        self.min_size = float(min_size)
+        self.box_normalization = str(box_normalization)
 
     def call(self, inputs):
+        if self.per_level:
+            return self._call_per_level(inputs)
         probs, deltas, anchors = inputs
         scores = probs[:, :, 1]
         deltas = deltas * tf.reshape(tf.constant(self.rpn_bbox_std_dev, tf.float32), [1, 1, 4])
@@ -112,11 +126,66 @@ class ProposalLayer(KL.Layer):
                                                                 tf.float32))
         return proposals
 
+    def _call_per_level(self, inputs):
+        probs, deltas, anchors, image_meta = inputs[:4]
+        level_probs = inputs[4:]
+        scores = probs[:, :, 1]
+        deltas = deltas * tf.reshape(tf.constant(self.rpn_bbox_std_dev, tf.float32), [1, 1, 4])
+        # the pre_nms_limit best of each level (indices into all anchors), level ids
+        ix, levels, start = [], [], 0
+        for level, p in enumerate(level_probs):
+            count = tf.shape(p)[1]
+            k = tf.minimum(self.pre_nms_limit, count)
+            _, top = tf.nn.top_k(scores[:, start:start + count], k, sorted=True)
+            ix.append(top + start)
+            levels.append(tf.fill([k], level))
+            start = start + count
+        ix = tf.concat(ix, axis=1)
+        levels = tf.concat(levels, axis=0)
+        top_scores = tf.gather(scores, ix, batch_dims=1)
+        deltas = tf.gather(deltas, ix, batch_dims=1)
+        anchors = tf.gather(anchors, ix, batch_dims=1)
+        meta = parse_image_meta_graph(image_meta)
+        image_shape = tf.cast(meta["image_shape"][0, :2], tf.float32)
+        windows = norm_boxes_graph(tf.cast(meta["window"], tf.float32), image_shape,
+                                   self.box_normalization)
+        size = image_shape if self.box_normalization == "scale" else image_shape - 1.0
+        num_levels = len(level_probs)
+
+        def one_image(args):
+            s, d, a, window = args
+            boxes = apply_box_deltas_graph(a, d)
+            boxes = clip_boxes_graph(boxes, window)
+            h = (boxes[:, 2] - boxes[:, 0]) * size[0]
+            w = (boxes[:, 3] - boxes[:, 1]) * size[1]
+            valid = tf.logical_and(h >= self.min_size, w >= self.min_size)
+            kept_ix, kept_scores = [], []
+            for level in range(num_levels):
+                candidates = tf.where(tf.logical_and(valid, tf.equal(levels, level)))[:, 0]
+                candidates = tf.cast(candidates, tf.int32)
+                keep = tf.image.non_max_suppression(
+                    tf.gather(boxes, candidates), tf.gather(s, candidates),
+                    self.proposal_count, self.nms_threshold)
+                kept_ix.append(tf.gather(candidates, keep))
+                kept_scores.append(tf.gather(s, kept_ix[-1]))
+            kept_ix = tf.concat(kept_ix, axis=0)
+            order = tf.argsort(tf.concat(kept_scores, axis=0), direction="DESCENDING",
+                               stable=True)[:self.proposal_count]
+            proposals = tf.gather(boxes, tf.gather(kept_ix, order))
+            padding = tf.maximum(self.proposal_count - tf.shape(proposals)[0], 0)
+            return tf.pad(proposals, [(0, padding), (0, 0)])
+
+        return tf.map_fn(one_image, (top_scores, deltas, anchors, windows),
+                         fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
+                                                           tf.float32))
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.proposal_count, 4)
 
     def get_config(self):
         config = super().get_config()
         config.update(proposal_count=self.proposal_count, nms_threshold=self.nms_threshold,
-                      pre_nms_limit=self.pre_nms_limit, rpn_bbox_std_dev=self.rpn_bbox_std_dev)
+                      pre_nms_limit=self.pre_nms_limit, rpn_bbox_std_dev=self.rpn_bbox_std_dev,
+                      per_level=self.per_level, min_size=self.min_size,
+                      box_normalization=self.box_normalization)
         return config

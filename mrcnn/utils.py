@@ -19,7 +19,8 @@ from .boxes import (apply_box_deltas, box_refinement, compute_iou, compute_overl
 from .dataset import Dataset
 from .imageops import read_image, resize, resize_image, to_rgb_uint8
 from .masks import (MaskError, check_mask, compute_overlaps_masks, expand_mask,
-                    minimize_mask, resize_mask, unmold_mask, unmold_masks)
+                    minimize_mask, paste_masks_torchvision, resize_mask, unmold_mask,
+                    unmold_masks)
 from .metrics import compute_ap, compute_ap_range, compute_matches, compute_recall
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "non_max_suppression", "apply_box_deltas", "box_refinement", "trim_zeros",
     "norm_boxes", "denorm_boxes",
     "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "unmold_mask",
-    "unmold_masks",
+    "unmold_masks", "paste_masks_torchvision",
     "read_image", "to_rgb_uint8",
     "generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes",
     "compute_matches", "compute_ap", "compute_ap_range", "compute_recall",
