@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ----------------------------------------------------------------- synthetic state_dicts
 
-def tiny_resnet(rng, prefix="", blocks=(3, 4, 6, 3), stem=8):
+def tiny_resnet(rng, prefix="", blocks=(3, 4, 6, 3), stem=8, width=4):
     """A torchvision-layout bottleneck ResNet state_dict with small widths."""
     sd = OrderedDict()
 
@@ -44,7 +44,7 @@ def tiny_resnet(rng, prefix="", blocks=(3, 4, 6, 3), stem=8):
     bn(prefix + "bn1", stem)
     cin = stem
     for layer, n in enumerate(blocks, start=1):
-        mid = stem // 2 * 2 ** (layer - 1)
+        mid = width * 2 ** (layer - 1)
         for i in range(n):
             p = "{}layer{}.{}".format(prefix, layer, i)
             conv(p + ".conv1", mid, cin, 1)
@@ -60,9 +60,10 @@ def tiny_resnet(rng, prefix="", blocks=(3, 4, 6, 3), stem=8):
     return sd
 
 
-def tiny_maskrcnn(rng, num_classes=5, fpn=8, anchors=3, fc=16, old_names=False):
+def tiny_maskrcnn(rng, num_classes=5, fpn=8, anchors=3, fc=16, old_names=False, stem=8,
+                  width=4):
     """A torchvision maskrcnn_resnet50_fpn state_dict layout with small widths."""
-    sd = tiny_resnet(rng, "backbone.body.")
+    sd = tiny_resnet(rng, "backbone.body.", stem=stem, width=width)
     widths = [sd["backbone.body.layer{}.0.conv3.weight".format(k)].shape[0]
               for k in range(1, 5)]
     r = lambda *shape: rng.randn(*shape).astype(np.float32)  # noqa: E731
@@ -444,3 +445,154 @@ def test_converted_torchvision_model_gives_torchvisions_detections(tmp_path, coc
             union = np.sum(a | b)
             iou = np.sum(a & b) / union if union else 1.0
             assert iou >= 0.98, "image {} detection {}: mask IoU {}".format(i, k, iou)
+
+
+# ----------------------------------------------------------------- the command line
+
+def test_cli_convert_writes_weights_and_config(tmp_path, rng, capsys):
+    from mrcnn.cli.main import main
+    pth = write_pth(str(tmp_path / "tv.pth"), tiny_maskrcnn(rng))
+    info = main(["convert", "torchvision", pth, str(tmp_path / "out.h5"), "--num-classes", "5"])
+    out = capsys.readouterr().out
+    assert "wrote {} (127 layers; Mask R-CNN, NUM_CLASSES = 5)".format(
+        tmp_path / "out.h5") in out
+    assert info["config"] == str(tmp_path / "out.json")
+    from mrcnn.config import load_config_class
+    cls = load_config_class(info["config"])
+    assert issubclass(cls, TorchvisionConfig) and cls.NUM_CLASSES == 5
+    with pytest.raises(SystemExit) as e:
+        main(["convert", "torchvision", pth, str(tmp_path / "b.h5"), "--num-classes", "9"])
+    assert e.value.code == 2
+    assert "its box predictor has 5 classes" in capsys.readouterr().err
+
+
+def test_cli_torchvision_coco_offline_says_where_the_pth_goes(tmp_path, monkeypatch):
+    from mrcnn import utils
+    from mrcnn.cli.common import CliError, resolve_weights
+
+    def offline(path, verbose=1, url=None, timeout=60):
+        raise RuntimeError("could not download {} (URLError: offline)".format(url))
+    monkeypatch.setattr(utils, "download_trained_weights", offline)
+    monkeypatch.setenv("MRCNN_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("MRCNN_TORCHVISION_COCO_PTH", raising=False)
+    with pytest.raises(CliError) as e:
+        resolve_weights(None, "torchvision-coco")
+    text = str(e.value)
+    assert "put it at {}".format(tmp_path / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth") in text
+    assert "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in text
+
+
+def test_cli_torchvision_coco_converts_once_and_caches(tmp_path, rng, monkeypatch, capsys):
+    from mrcnn.cli.common import resolve_weights
+    pth = write_pth(str(tmp_path / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"),
+                    tiny_maskrcnn(rng))
+    monkeypatch.setenv("MRCNN_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.delenv("MRCNN_TORCHVISION_COCO_PTH", raising=False)
+    path = resolve_weights(None, "torchvision-coco")
+    assert path == str(tmp_path / "maskrcnn_resnet50_fpn_coco.h5")
+    assert "converted {}".format(pth) in capsys.readouterr().out
+    os.remove(pth)  # the cached .h5 is used from now on
+    assert resolve_weights(None, "torchvision-coco") == path
+
+
+def test_cli_torchvision_coco_builds_torchvisions_architecture():
+    import argparse
+    from mrcnn.cli.common import configs
+    from mrcnn.cli.main import mrcnn_sample
+    args = argparse.Namespace(weights="torchvision-coco", set=["RPN_NMS_THRESHOLD=0.6"],
+                              config=None, logs="logs")
+    train, infer = configs(mrcnn_sample(), args, class_names=["BG", "a", "b"])
+    for cls in (train, infer):
+        assert cls.BACKBONE == "resnet50" and cls.RESNET_STRIDE_ON_3X3
+        assert cls.RPN_HEAD_CHANNELS == 256 and not cls.CLASSIF_HEAD_BN
+        assert cls.BOX_NORMALIZATION == "scale" and cls.NUM_CLASSES == 3
+        assert cls.RPN_NMS_THRESHOLD == 0.6  # --set wins
+    assert "torchvision's architecture" in train.backbone_note
+
+
+# ----------------------------------------------------------------- fine-tuning
+
+@pytest.mark.slow
+def test_fine_tune_from_converted_weights_heads_then_all(tmp_path, nucleus_sample):
+    """A converted (seeded random) torchvision model fine-tuned on nuclei with the
+    classic API: losses fall in each stage, and the reloaded checkpoint detects."""
+    fine_tune_from_converted(tmp_path, nucleus_sample, steps=8, epochs=(2, 3))
+
+
+def fine_tune_from_converted(tmp_path, nucleus_dir, steps, epochs):
+    from mrcnn import model as modellib
+    from mrcnn.weights import CLASS_SPECIFIC_LAYERS
+    from samples.nucleus.nucleus import load_nucleus
+    sd = full_size_maskrcnn(np.random.RandomState(0))
+    pth = write_pth(str(tmp_path / "tv.pth"), sd)
+    info = convert_torchvision(pth, str(tmp_path / "tv.h5"))
+    assert info["num_classes"] == 91
+
+    class NucleusTorchvision(TorchvisionConfig):
+        NAME = "nucleus_tv"
+        NUM_CLASSES = 2
+        IMAGES_PER_GPU = 1
+        STEPS_PER_EPOCH = steps
+        VALIDATION_STEPS = 1
+        IMAGE_RESIZE_MODE = "crop"
+        IMAGE_MIN_DIM = 256
+        IMAGE_MAX_DIM = 256
+        TRAIN_ROIS_PER_IMAGE = 64
+        RPN_TRAIN_ANCHORS_PER_IMAGE = 64
+        MAX_GT_INSTANCES = 100
+        POST_NMS_ROIS_TRAINING = 300
+        PRE_NMS_LIMIT = 300
+        LEARNING_RATE = 0.002
+
+    dataset = load_nucleus(nucleus_dir, "train")
+    model = modellib.MaskRCNN("training", NucleusTorchvision(), str(tmp_path / "logs"))
+    report = model.load_weights(str(tmp_path / "tv.h5"), by_name=True,
+                                exclude=list(CLASS_SPECIFIC_LAYERS))
+    assert {"res5c_branch2c", "rpn_conv_shared", "mrcnn_class_conv1"} <= set(report["loaded"])
+    assert "mrcnn_class_logits" not in report["loaded"]
+    first = model.train(dataset, None, NucleusTorchvision.LEARNING_RATE, epochs[0], "heads",
+                        seed=0, verbose=0)
+    second = model.train(dataset, None, NucleusTorchvision.LEARNING_RATE / 2, epochs[1],
+                         "all", seed=1, verbose=0)
+    losses = first.history["loss"] + second.history["loss"]
+    assert losses[-1] < losses[0], losses
+    checkpoint = model.last_checkpoints[-1]
+
+    class Inference(NucleusTorchvision):
+        IMAGE_RESIZE_MODE = "pad64"
+        IMAGE_MIN_DIM = 0
+        DETECTION_MIN_CONFIDENCE = 0.0
+    infer = modellib.MaskRCNN("inference", Inference(), str(tmp_path / "logs"))
+    infer.load_weights(checkpoint, by_name=True)
+    image = dataset.load_image(dataset.image_ids[0])
+    r = infer.detect([image])[0]
+    assert len(r["rois"]) > 0 and r["masks"].shape[:2] == image.shape[:2]
+    return losses
+
+
+def full_size_maskrcnn(rng):
+    """maskrcnn_resnet50_fpn's state_dict layout and sizes, with random values
+    (He-scaled, BN near identity), 91 classes."""
+    sd = tiny_resnet(rng, "backbone.body.", stem=64, width=64)
+    for name in list(sd):
+        if name.endswith(".weight") and sd[name].ndim == 4:
+            fan_in = np.prod(sd[name].shape[1:])
+            sd[name] *= np.float32(np.sqrt(2.0 / fan_in))
+        elif name.endswith(".running_var") or name.endswith("bn1.weight"):
+            sd[name] = np.ones_like(sd[name])
+        elif name.endswith(".running_mean") or name.endswith(".bias"):
+            sd[name] = np.zeros_like(sd[name])
+        elif name.endswith(".weight"):
+            sd[name] = np.full_like(sd[name], 0.3 if "bn3" in name else 1.0)
+    head = tiny_maskrcnn(rng, num_classes=91, fpn=256, anchors=3, fc=1024, stem=64, width=64)
+    for name, value in head.items():
+        if not name.startswith("backbone.body."):
+            fan_in = np.prod(value.shape[1:]) if value.ndim > 1 else 1
+            sd[name] = (value * np.float32(np.sqrt(1.0 / fan_in)) if value.ndim > 1
+                        else np.zeros_like(value))
+    sd["roi_heads.mask_predictor.conv5_mask.weight"] = \
+        sd["roi_heads.mask_predictor.conv5_mask.weight"][:, :256]
+    sd["roi_heads.mask_predictor.conv5_mask.bias"] = np.zeros(256, np.float32)
+    sd["roi_heads.mask_predictor.mask_fcn_logits.weight"] = \
+        sd["roi_heads.mask_predictor.mask_fcn_logits.weight"][:, :256]
+    return sd

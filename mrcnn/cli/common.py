@@ -16,7 +16,9 @@ from ..inference_model import class_names_beside, default_class_names
 
 log = logging.getLogger("mrcnn.cli")
 
-WEIGHT_CHOICES = ("coco", "imagenet", "last", "none")
+WEIGHT_CHOICES = ("coco", "torchvision-coco", "imagenet", "last", "none")
+# the converted torchvision COCO Mask R-CNN (see mrcnn.cli.convert)
+TORCHVISION_COCO = "torchvision-coco"
 DEFAULT_LOGS = "logs"
 
 # The 80 COCO "thing" classes in the order of the published mask_rcnn_coco.h5 outputs.
@@ -143,6 +145,10 @@ def weights_file(spec, name, logs):
     if spec == "coco":
         path = coco_weights_path()
         return path if os.path.isfile(path) else None
+    if spec == TORCHVISION_COCO:
+        path = os.path.join(os.environ.get("MRCNN_WEIGHTS_DIR") or "weights",
+                            "maskrcnn_resnet50_fpn_coco.h5")
+        return path if os.path.isfile(path) else None
     if spec == "last":
         try:
             return find_last(logs, name)
@@ -166,6 +172,9 @@ def resolve_weights(model, spec, logs=None, name=None):
                 raise CliError("--weights coco: {} Or set MRCNN_COCO_WEIGHTS to the file."
                                .format(e))
         return path
+    if spec == TORCHVISION_COCO:
+        from .convert import torchvision_coco_weights
+        return torchvision_coco_weights()
     if spec == "imagenet":
         try:
             return model.get_imagenet_weights()
@@ -178,8 +187,8 @@ def resolve_weights(model, spec, logs=None, name=None):
             raise CliError("--weights last: no checkpoint to resume from ({}). Train "
                            "first, or pass --logs where the checkpoints are.".format(e))
     if not os.path.isfile(spec):
-        raise CliError("--weights {}: no such file (use coco, imagenet, last, none or the "
-                       "path of a .h5 file)".format(spec))
+        raise CliError("--weights {}: no such file (use coco, torchvision-coco, imagenet, "
+                       "last, none or the path of a .h5 file)".format(spec))
     return spec
 
 
@@ -241,7 +250,37 @@ def with_num_classes(config_class, class_names):
 
 # the backbone of the weight files --weights can name without a path
 KNOWN_BACKBONES = {"coco": "resnet101",       # Matterport's mask_rcnn_coco.h5
+                   TORCHVISION_COCO: "resnet50",  # torchvision's maskrcnn_resnet50_fpn
                    "imagenet": "resnet50"}    # the Keras ImageNet ResNet-50
+
+
+def match_flavour(config_class, args, overrides):
+    """With --weights torchvision-coco, the config class with TorchvisionConfig's
+    architecture settings (those not given with --set): the converted weights need
+    torchvision's network. Returns (class, a note or None)."""
+    if getattr(args, "weights", None) != TORCHVISION_COCO:
+        return config_class, None
+    from ..config import TORCHVISION_SETTINGS, TorchvisionConfig
+    # the architecture and detection rule; resizing stays the config's (training
+    # needs its fixed shape)
+    values = {k: getattr(TorchvisionConfig, k) for k in TORCHVISION_SETTINGS
+              if k not in overrides and k not in ("BACKBONE", "IMAGE_RESIZE_MODE",
+                                                  "IMAGE_MIN_DIM", "IMAGE_MAX_DIM")}
+    changed = {k: v for k, v in values.items()
+               if _differs(getattr(config_class, k, None), v)}
+    if not changed:
+        return config_class, None
+    cls = apply_overrides(config_class, changed)
+    return cls, "torchvision's architecture for --weights torchvision-coco ({} settings of " \
+        "TorchvisionConfig)".format(len(changed))
+
+
+def _differs(a, b):
+    import numpy as np
+    try:
+        return not np.array_equal(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
+    except Exception:
+        return a != b
 
 
 def weights_backbone_for(spec, config_class, logs):
@@ -293,8 +332,12 @@ def configs(sample, args, class_names=None, weights_path=None):
                                         if k not in ("GPU_COUNT", "IMAGES_PER_GPU")})
         train, note = match_backbone(train, args, overrides)
         infer, _ = match_backbone(infer, args, overrides)
+        train, flavour = match_flavour(train, args, overrides)
+        infer, _ = match_flavour(infer, args, overrides)
     except ConfigError as e:
         raise CliError(str(e))
+    if flavour:
+        note = "; ".join(n for n in (note, flavour) if n)
     train.backbone_note = infer.backbone_note = note
     return train, infer
 
@@ -319,6 +362,9 @@ def class_names_for(weights_path, sample, args, spec=None):
         return list(sample.class_names)
     if spec == "coco":
         return list(COCO_CLASS_NAMES)
+    if spec == TORCHVISION_COCO:
+        from ..convert_torchvision import TORCHVISION_COCO_CATEGORIES
+        return ["BG"] + list(TORCHVISION_COCO_CATEGORIES[1:])
     n = None
     if weights_path:
         from ..weights import weights_num_classes

@@ -51,8 +51,9 @@ def _common(q, dataset_required, weights_required=True):
                     "(default: none)"))
     q.add_argument("--weights", "--model", dest="weights", required=weights_required,
                    metavar="WEIGHTS",
-                   help="coco | imagenet | last | none | the path of a .h5 file (--model is "
-                        "the classic coco sample's name for it)")
+                   help="coco | torchvision-coco | imagenet | last | none | the path of a .h5 "
+                        "file (--model is the classic coco sample's name for it; "
+                        "torchvision-coco: torchvision's COCO Mask R-CNN, converted once)")
     q.add_argument("--logs", default=DEFAULT_LOGS, metavar="DIR",
                    help="folder of training runs and checkpoints")
     q.add_argument("--config", default=None, metavar="SPEC",
@@ -186,6 +187,14 @@ def build_parser(sample, extra_commands=True):
         for name, q in parsers.items():
             sample.add_arguments(q, name)
     if generic:
+        from .convert import add_convert_arguments, cmd_convert
+        q = _sub(sub, "convert", "convert torchvision weights (.pth) to mrcnn weights (.h5)",
+                 "Convert a torchvision Mask R-CNN v1 (maskrcnn_resnet50_fpn) state_dict or\n"
+                 "checkpoint, or a torchvision ResNet-50/101 (the backbone alone), to mrcnn's\n"
+                 "classic HDF5 layout, and write OUT.json beside it: the TorchvisionConfig\n"
+                 "settings and NUM_CLASSES, for --config. PyTorch is not needed.")
+        add_convert_arguments(q)
+        commands["convert"] = cmd_convert
         for name, (module, text) in DELEGATES.items():
             sub.add_parser(name, help=text, add_help=False)
     return p, commands
