@@ -264,6 +264,15 @@ def serving_function(model):
     if config.IMAGE_CHANNEL_COUNT != 3:
         raise ExportError("the export takes RGB images; IMAGE_CHANNEL_COUNT is {}"
                           .format(config.IMAGE_CHANNEL_COUNT))
+    flavour = ["PIXEL_STD"] if config.PIXEL_STD is not None else []
+    flavour += [k for k, classic in (("BOX_NORMALIZATION", "classic"),
+                                     ("RPN_ANCHOR_ROUNDING", False), ("MASK_PASTE", "classic"))
+                if getattr(config, k) != classic]
+    if flavour:
+        raise ExportError("the export's in-graph molding and pasting are the classic ones; "
+                          "this config sets {} (the torchvision flavour), which the export "
+                          "does not reproduce yet. Use detect() for these weights".format(
+                              ", ".join(flavour)))
 
     square_anchors = (model.get_anchors(config.IMAGE_SHAPE)
                       if config.IMAGE_RESIZE_MODE == "square" else None)

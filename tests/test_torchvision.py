@@ -340,6 +340,13 @@ def test_torchvision_flavour_detects_on_any_size(torchvision_model):
     assert len(r["rois"]) == len(r["class_ids"]) == len(r["scores"])
 
 
+def test_export_refuses_the_torchvision_flavour_with_the_reason(torchvision_model):
+    from mrcnn.export import ExportError, serving_function
+    with pytest.raises(ExportError, match="sets PIXEL_STD, BOX_NORMALIZATION, "
+                                          "RPN_ANCHOR_ROUNDING, MASK_PASTE"):
+        serving_function(torchvision_model)
+
+
 # ----------------------------------------------------------------- parity (torch)
 
 def torch_python():
