@@ -50,6 +50,9 @@ EXTRAS = {
     "export": ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"],
     # python -m mrcnn.demo (the web page)
     "demo": ["gradio>=5.0"],
+    # mrcnn convert torchvision reads .pth files without torch; torch is only the
+    # fallback for files its reader refuses (and what the parity test runs torchvision on)
+    "torch": ["torch>=2.0", "torchvision>=0.15"],
     "dev": [
         "pytest>=7.4",
         "moto[server]>=5.0",
