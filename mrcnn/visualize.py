@@ -103,7 +103,8 @@ def draw_detections(image, boxes, masks, class_ids, class_names, scores=None,
         color = tuple(int(c * 255) for c in palette[int(class_ids[i]) % len(palette)])
         y1, x1, y2, x2 = [int(v) for v in boxes[i]]
         if show_bbox:
-            draw.rectangle([x1, y1, x2 - 1, y2 - 1], outline=color, width=2)
+            # a box under a pixel (torchvision's rule keeps them) is drawn as one pixel
+            draw.rectangle([x1, y1, max(x2 - 1, x1), max(y2 - 1, y1)], outline=color, width=2)
         cid = int(class_ids[i])
         label = class_names[cid] if 0 <= cid < len(class_names) else "class {}".format(cid)
         if scores is not None:

@@ -603,3 +603,14 @@ def full_size_maskrcnn(rng):
     sd["roi_heads.mask_predictor.mask_fcn_logits.weight"] = \
         sd["roi_heads.mask_predictor.mask_fcn_logits.weight"][:, :256]
     return sd
+
+
+def test_detections_under_a_pixel_are_drawn():
+    """torchvision's rule keeps boxes under a pixel (above 0.01 px), which round to an
+    empty box; drawing them must not fail."""
+    from mrcnn.visualize import draw_detections
+    image = np.zeros((20, 20, 3), np.uint8)
+    masks = np.zeros((20, 20, 1), bool)
+    out = draw_detections(image, np.array([[5, 5, 5, 6]]), masks, np.array([1]),
+                          ["BG", "thing"], np.array([0.9]))
+    assert np.asarray(out).shape[:2] == (20, 20)

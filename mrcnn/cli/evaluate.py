@@ -48,8 +48,8 @@ def weights_for(sample, args):
     name = run_name(sample, args)
     args._run_name = name
     path = weights_file(args.weights, name, args.logs)
-    if args.weights == "coco" and path is None:  # download now, or say why not
-        path = resolve_weights(None, "coco")
+    if args.weights in ("coco", "torchvision-coco") and path is None:
+        path = resolve_weights(None, args.weights)  # download now, or say why not
     if args.weights == "last" and path is None:
         raise CliError("--weights last: no checkpoint{} under {}. Train first, or pass --logs "
                        "where the checkpoints are.".format(
