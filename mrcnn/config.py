@@ -124,8 +124,8 @@ class Config(object):
     # one NMS across levels.
     RPN_NMS_PER_LEVEL = False
 
-    # Proposals with a side under this many pixels are dropped before NMS (torchvision
-    # 1e-3; classic 0: none dropped).
+    # With RPN_NMS_PER_LEVEL: proposals with a side under this many pixels are dropped
+    # before NMS (torchvision 1e-3; classic 0: none dropped).
     RPN_MIN_SIZE = 0
 
     # ROIAlign samples. 0 (classic): one bilinear sample per output cell

@@ -614,3 +614,14 @@ def test_detections_under_a_pixel_are_drawn():
     out = draw_detections(image, np.array([[5, 5, 5, 6]]), masks, np.array([1]),
                           ["BG", "thing"], np.array([0.9]))
     assert np.asarray(out).shape[:2] == (20, 20)
+
+
+def test_torchvision_resize_applies_the_800_1333_rule():
+    from mrcnn.convert_torchvision import torchvision_resize
+    image = np.full((480, 640, 3), 77, np.uint8)
+    resized, scale = torchvision_resize(image)
+    assert scale == pytest.approx(800 / 480) and resized.shape == (800, 1066, 3)
+    assert resized.dtype == np.uint8 and np.all(resized == 77)
+    wide = np.zeros((300, 1500, 3), np.float32)
+    resized, scale = torchvision_resize(wide)  # the long side caps it: 1333 / 1500
+    assert scale == pytest.approx(1333 / 1500) and resized.shape == (266, 1333, 3)
