@@ -21,6 +21,7 @@ import numpy as np
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 BACKBONES = ("resnet50", "resnet101")
 OPTIMIZERS = ("SGD", "AdamW")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
@@ -218,6 +219,15 @@ class Config(object):
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
+    # The type the network computes in, for training and inference: "float32" (classic),
+    # "bfloat16" or "float16" (Keras mixed precision: convolutions and dense layers in the
+    # reduced type, weights, batch-norm statistics, anchors, proposals and NMS, ROIAlign,
+    # the outputs and the losses in float32). float16 is for GPUs and trains with dynamic
+    # loss scaling; bfloat16 pays on GPUs and on CPUs with AMX (on a CPU without it, it
+    # is slower than float32). Weights are float32 in every mode, so checkpoints load
+    # into a model of any COMPUTE_DTYPE.
+    COMPUTE_DTYPE = "float32"
+
     def __init__(self):
         """Set values of computed attributes and validate the configuration."""
         self.validate()
@@ -347,6 +357,15 @@ class Config(object):
         if self.OPTIMIZER not in OPTIMIZERS:
             fail("OPTIMIZER", self.OPTIMIZER, "use one of {}.".format(
                 ", ".join(map(repr, OPTIMIZERS))))
+
+        if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:
+            hint = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
+                    "half": "float16", "mixed_bfloat16": "bfloat16",
+                    "mixed_float16": "float16"}.get(str(self.COMPUTE_DTYPE).lower())
+            fail("COMPUTE_DTYPE", self.COMPUTE_DTYPE, "use one of {}{} (float32 is the "
+                 "default; bfloat16 and float16 compute with Keras mixed precision).".format(
+                     ", ".join(map(repr, COMPUTE_DTYPES)),
+                     " (did you mean {!r}?)".format(hint) if hint else ""))
 
         if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
             fail("GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, "must be > 0, or None for no clipping.")
