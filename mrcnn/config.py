@@ -228,6 +228,12 @@ class Config(object):
     # into a model of any COMPUTE_DTYPE.
     COMPUTE_DTYPE = "float32"
 
+    # Compile the train step with XLA (MaskRCNN.train's jit_compile). The Mask R-CNN
+    # graph does not compile today (ROIAlign's crop_and_resize has no XLA kernel, NMS
+    # and ROI sampling have data-dependent shapes): True stops at the first step with
+    # XlaNotSupported saying so. For graphs of your own (a custom head) that do.
+    TRAIN_JIT_COMPILE = False
+
     def __init__(self):
         """Set values of computed attributes and validate the configuration."""
         self.validate()
@@ -366,6 +372,9 @@ class Config(object):
                  "default; bfloat16 and float16 compute with Keras mixed precision).".format(
                      ", ".join(map(repr, COMPUTE_DTYPES)),
                      " (did you mean {!r}?)".format(hint) if hint else ""))
+
+        if not isinstance(self.TRAIN_JIT_COMPILE, (bool, np.bool_)):
+            fail("TRAIN_JIT_COMPILE", self.TRAIN_JIT_COMPILE, "use True or False.")
 
         if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
             fail("GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, "must be > 0, or None for no clipping.")

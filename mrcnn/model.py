@@ -55,7 +55,8 @@ from .rpn import ProposalLayer, build_rpn_model, rpn_graph
 from .rpn_targets import build_rpn_targets, generate_random_rois
 from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
                        TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
-                       WorkerLost, is_collective_failure, layers_regex, make_optimizer,
+                       WorkerLost, XlaNotSupported, is_collective_failure, is_xla_failure,
+                       layers_regex, make_optimizer,
                        make_strategy, read_history, record_stage, set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
@@ -106,6 +107,27 @@ def log(text, array=None):
             text += ("min: {:10}  max: {:10}".format("", ""))
         text += "  {}".format(array.dtype)
     print(text)
+
+
+def _xla_gist(error):
+    """The op XLA could not compile, from its error."""
+    m = re.search(r"No registered '(\w+)' OpKernel for XLA", str(error)) or \
+        re.search(r"unsupported operations[^:]*: (\w+)", str(error))
+    if m:
+        return "no XLA kernel for the op {}".format(m.group(1))
+    m = re.search(r"(Dynamic input[^\n]{0,120}|[^\n]*dynamic[^\n]{0,120})", str(error))
+    return m.group(1).strip() if m else _gist(error)
+
+
+def _gist(error):
+    """The telling line of a TensorFlow error (whose first line is often just 'Graph
+    execution error:')."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    for line in lines:
+        if any(w in line.lower() for w in ("connection", "timed out", "deadline", "peer",
+                                           "unavailable", "health", "heartbeat", "abort")):
+            return line[:300]
+    return lines[0][:300] if lines else ""
 
 
 class SliceBoxes(Float32Layer):
@@ -431,7 +453,8 @@ class MaskRCNN(object):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              seed=None, verbose=1, augment=False, save_every=1, save_best=True):
+              seed=None, verbose=1, augment=False, save_every=1, save_best=True,
+              jit_compile=None):
         """Train the model.
 
         train_dataset, val_dataset: prepared Datasets (val_dataset may be None).
@@ -453,6 +476,11 @@ class MaskRCNN(object):
             last epoch of the call); ResNet-50 checkpoints are about 180 MB each.
         save_best: also keep <log_dir>/mask_rcnn_<name>_best.h5, the weights of the
             epoch with the lowest val_loss (loss without validation data) so far.
+        jit_compile: compile the train step with XLA (default: Config.TRAIN_JIT_COMPILE,
+            False). Where XLA cannot compile the graph (today: ROIAlign's
+            crop_and_resize has no XLA kernel, and the proposals' NMS and the ROI
+            sampling have data-dependent shapes), the first step raises
+            XlaNotSupported saying so, before any weight changed.
 
         Each epoch runs STEPS_PER_EPOCH batches (and VALIDATION_STEPS validation
         batches), logs to TensorBoard under self.log_dir, writes every step's losses to
@@ -518,7 +546,9 @@ class MaskRCNN(object):
         with self.strategy.scope():
             self.set_trainable(layers, verbose=0)
             optimizer = make_optimizer(config, learning_rate)
-            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+            if jit_compile is None:
+                jit_compile = config.TRAIN_JIT_COMPILE
+            self.keras_model.compile(optimizer=optimizer, jit_compile=bool(jit_compile))
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 # its loss scale is read in train_step, so it must exist before tracing
                 optimizer.build(self.keras_model.trainable_variables)
@@ -537,6 +567,14 @@ class MaskRCNN(object):
             for ds in (train_ds, val_ds):
                 if ds is not None and ds.loader.error is not None:
                     raise ds.loader.error from None
+            if jit_compile and is_xla_failure(e):
+                raise XlaNotSupported(
+                    "jit_compile=True: XLA cannot compile this Mask R-CNN train step ({}). "
+                    "Parts of the graph have no XLA kernel or data-dependent shapes "
+                    "(ROIAlign's crop_and_resize, the proposals' non-max suppression, the "
+                    "ROI sampling of the detection targets). Train with jit_compile=False "
+                    "(Config.TRAIN_JIT_COMPILE = False, the default); no step was applied."
+                    .format(_xla_gist(e))) from None
             if count > 1 and is_collective_failure(e):
                 raise WorkerLost(
                     "worker {} of {}: the exchange with the other workers failed ({}: {}). "
@@ -544,9 +582,7 @@ class MaskRCNN(object):
                     "and start them all again with the same command and the last "
                     "checkpoint (--weights last, or load_weights(model.find_last())); "
                     "training continues from the chief's last saved epoch."
-                    .format(index, count, type(e).__name__,
-                            str(e).strip().splitlines()[0][:300] if str(e).strip() else ""),
-                ) from None
+                    .format(index, count, type(e).__name__, _gist(e))) from None
             raise
         finally:
             for ds in (train_ds, val_ds):

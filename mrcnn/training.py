@@ -734,6 +734,18 @@ COLLECTIVE_TIMEOUT = 60
 _MULTI_WORKER = []
 
 
+class XlaNotSupported(ValueError):
+    """jit_compile=True, but XLA cannot compile the train step; the message says why."""
+
+
+def is_xla_failure(error):
+    """Whether an exception from the first training step is XLA refusing the graph."""
+    text = str(error)
+    return isinstance(error, tf.errors.OpError) and any(
+        w in text for w in ("XLA_", "xla_compile", "tf2xla", "XlaCompile",
+                            "compile graph", "OpKernel for XLA"))
+
+
 class WorkerLost(RuntimeError):
     """Multi-worker training stopped because another worker went away; the message says
     how to restart."""

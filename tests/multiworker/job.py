@@ -88,6 +88,7 @@ steps = []
 class Steps(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         steps.append({k: float(v) for k, v in (logs or {}).items()})
+        print("step", len(steps), flush=True)
 
 
 print("worker {} of {} (chief: {}), log_dir {}".format(index, count, chief, model.log_dir),
