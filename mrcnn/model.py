@@ -520,23 +520,25 @@ class MaskRCNN(object):
             batch = probe_batch(train_dataset, config)
             probe = functools.partial(self.keras_model.batch_losses, batch)
 
+        # in a multi-worker run only the chief writes; the others check the same
+        # things (a NaN loss, a diverged epoch) so that all stop together
+        chief = self.worker[2]
         os.makedirs(self.log_dir, exist_ok=True)
         for stale in glob.glob(os.path.join(self.log_dir, "*.part")):
             os.remove(stale)  # a checkpoint or losses.csv cut short by a killed run
         step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH,
-                                     initial_epoch=self.epoch,
+                                     initial_epoch=self.epoch, write=chief,
                                      loss_scaling=config.COMPUTE_DTYPE == "float16")
         earlier = [h for h in read_history(self.log_dir) if h["epoch"] <= self.epoch]
         checkpoint = ClassicCheckpoint(self.checkpoint_path, probe=probe,
                                        save_every=save_every, save_best=save_best,
-                                       best=best_in_history(earlier))
+                                       best=best_in_history(earlier), write=chief)
         history_logger = RunHistory(self.log_dir, layers, initial_epoch=self.epoch,
                                     checkpoint=checkpoint)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
-                                        write_graph=False),
-            step_logger, SkippedImagesLogger(stats), checkpoint, history_logger,
-        ] + list(custom_callbacks or [])
+        writers = [keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
+                                               write_graph=False)] if chief else []
+        callbacks = writers + [step_logger, SkippedImagesLogger(stats), checkpoint] + \
+            ([history_logger] if chief else []) + list(custom_callbacks or [])
 
         if verbose:
             from .callbacks import describe_learning_rate
@@ -589,8 +591,9 @@ class MaskRCNN(object):
                 if ds is not None:
                     ds.loader.close()
         reason = getattr(self.keras_model, "stop_training_reason", None)
-        record_stage(self.log_dir, self, layers, learning_rate, history, started,
-                     train_dataset, val_dataset, diverged=reason)
+        if chief:
+            record_stage(self.log_dir, self, layers, learning_rate, history, started,
+                         train_dataset, val_dataset, diverged=reason)
         if reason:
             raise TrainingDiverged(reason)
         # the epochs done (a callback such as a time budget may stop before ``epochs``)

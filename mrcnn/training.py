@@ -262,8 +262,11 @@ class ClassicCheckpoint(keras.callbacks.Callback):
     history logger.
     """
 
-    def __init__(self, checkpoint_path, probe=None, save_every=1, save_best=True, best=None):
+    def __init__(self, checkpoint_path, probe=None, save_every=1, save_best=True, best=None,
+                 write=True):
         super().__init__()
+        # write=False (a multi-worker run's other workers): check, never save
+        self.write = bool(write)
         if int(save_every) < 1:
             raise ValueError("save_every={!r}: save every N epochs, N >= 1".format(save_every))
         self.checkpoint_path = checkpoint_path
@@ -297,6 +300,9 @@ class ClassicCheckpoint(keras.callbacks.Callback):
 
     def _save(self, epoch):
         path = self.checkpoint_path.format(epoch=epoch + 1)
+        self._unsaved_epoch = None
+        if not self.write:
+            return None
         save_weights_classic(self.model, path)
         self.saved.append(path)
         self._unsaved_epoch = None
@@ -325,7 +331,8 @@ class ClassicCheckpoint(keras.callbacks.Callback):
             self.best is None or float(value) < self.best)
         if improved and self.save_best:
             self.best = float(value)
-            save_weights_classic(self.model, self.best_path)
+            if self.write:
+                save_weights_classic(self.model, self.best_path)
         self.last = {"epoch": epoch + 1, "checkpoint": path and os.path.basename(path),
                      "best": bool(improved and self.save_best), "monitor": monitor}
 

@@ -145,7 +145,10 @@ def cmd_train(sample, args):
     os.makedirs(model.log_dir, exist_ok=True)
     budget = TimeBudget(args.minutes) if args.minutes else None
 
-    rows = [("run", model.log_dir),
+    index, count, chief = model.worker
+    rows = [("run", model.log_dir if chief else
+             "{} (worker {} of {}: the chief writes the run under {})".format(
+                 model.log_dir, index, count, args.logs)),
             ("data", data_line(args, train, val, loader_record)),
             ("classes", _names(list(train.class_names[1:]))),
             ("config", "{} ({}){}".format(type(config).__name__, config_source(sample, args),
@@ -160,6 +163,10 @@ def cmd_train(sample, args):
                 config.BATCH_SIZE, config.IMAGES_PER_GPU, config.GPU_COUNT,
                 config.IMAGE_SHAPE[0], config.IMAGE_SHAPE[1]) +
              (", time budget {:g} min".format(args.minutes) if args.minutes else ""))]
+    if count > 1:
+        rows.append(("workers", "{} (TF_CONFIG; this is {}{}), global batch {}".format(
+            count, "worker {}".format(index), ", the chief" if chief else "",
+            config.BATCH_SIZE * count)))
     print(run_block(rows), flush=True)
 
     save_config(config, os.path.join(model.log_dir, "config.json"))
