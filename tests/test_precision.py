@@ -117,3 +117,38 @@ def test_bfloat16_trains_with_finite_losses_and_detects_with_float32_outputs(tmp
     f32.load_weights(weights, by_name=True)
     r32 = f32.detect([image])[0]
     assert abs(float(r32["scores"][0]) - float(r["scores"][0])) < 0.05
+
+
+class FakeModel(object):
+    stop_training = False
+    stop_training_reason = None
+
+
+def test_step_logger_counts_skipped_steps_apart_and_stops_only_below_scale_one(tmp_path):
+    from mrcnn.config import LOSS_NAMES
+    from mrcnn.training import StepLossLogger
+    logger = StepLossLogger(str(tmp_path), steps_per_epoch=10, loss_scaling=True)
+    logger.set_model(FakeModel())
+    logger.on_train_begin()
+    logger.on_epoch_begin(0)
+
+    def logs(mean, skipped, scale):
+        values = {n: mean for n in ("loss",) + LOSS_NAMES}
+        return dict(values, skipped_steps=float(skipped), loss_scale=float(scale))
+    # step 1 skipped (scale 2**15 -> 2**14; the means hold no step yet: nan), steps 2 and
+    # 3 applied with losses 4 and 2 (running means 4, 3), step 4 skipped again
+    logger.on_train_batch_end(0, logs(float("nan"), 1, 2 ** 14))
+    logger.on_train_batch_end(1, logs(4.0, 1, 2 ** 14))
+    logger.on_train_batch_end(2, logs(3.0, 1, 2 ** 14))
+    logger.on_train_batch_end(3, logs(3.0, 2, 2 ** 13))
+    assert not logger.model.stop_training and logger.skipped_steps == 2
+    # a skipped step that leaves the scale below 1: the gradients overflow unscaled
+    logger.on_train_batch_end(4, logs(3.0, 3, 0.5))
+    assert logger.model.stop_training
+    assert logger.model.stop_training_reason.startswith(
+        "training stopped at step 5 (epoch 1, batch 5): the float16 gradients overflow even "
+        "without loss scaling (loss scale 0.5 after 3 skipped steps)")
+    logger.on_train_end()
+    rows = read_rows(str(tmp_path))
+    assert [(r["loss"], r["loss_scale"], r["skipped"]) for r in rows] == [
+        ("nan", "16384", "1"), ("4", "16384", "0"), ("2", "16384", "0"), ("nan", "8192", "1")]
