@@ -56,7 +56,7 @@ from .rpn_targets import build_rpn_targets, generate_random_rois
 from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
                        TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
                        WorkerLost, XlaNotSupported, is_collective_failure, is_xla_failure,
-                       layers_regex, make_optimizer,
+                       layers_regex, worker_lost, xla_not_supported, make_optimizer,
                        make_strategy, read_history, record_stage, set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
@@ -85,7 +85,7 @@ __all__ = [
     "load_image_gt", "data_generator", "make_dataset", "compose_image_meta",
     "parse_image_meta", "mold_image", "mold_inputs", "unmold_image",
     # training and checkpoints
-    "TrainingDiverged", "find_last_checkpoint",
+    "TrainingDiverged", "WorkerLost", "XlaNotSupported", "find_last_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,27 +107,6 @@ def log(text, array=None):
             text += ("min: {:10}  max: {:10}".format("", ""))
         text += "  {}".format(array.dtype)
     print(text)
-
-
-def _xla_gist(error):
-    """The op XLA could not compile, from its error."""
-    m = re.search(r"No registered '(\w+)' OpKernel for XLA", str(error)) or \
-        re.search(r"unsupported operations[^:]*: (\w+)", str(error))
-    if m:
-        return "no XLA kernel for the op {}".format(m.group(1))
-    m = re.search(r"(Dynamic input[^\n]{0,120}|[^\n]*dynamic[^\n]{0,120})", str(error))
-    return m.group(1).strip() if m else _gist(error)
-
-
-def _gist(error):
-    """The telling line of a TensorFlow error (whose first line is often just 'Graph
-    execution error:')."""
-    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
-    for line in lines:
-        if any(w in line.lower() for w in ("connection", "timed out", "deadline", "peer",
-                                           "unavailable", "health", "heartbeat", "abort")):
-            return line[:300]
-    return lines[0][:300] if lines else ""
 
 
 class SliceBoxes(Float32Layer):
@@ -570,21 +549,9 @@ class MaskRCNN(object):
                 if ds is not None and ds.loader.error is not None:
                     raise ds.loader.error from None
             if jit_compile and is_xla_failure(e):
-                raise XlaNotSupported(
-                    "jit_compile=True: XLA cannot compile this Mask R-CNN train step ({}). "
-                    "Parts of the graph have no XLA kernel or data-dependent shapes "
-                    "(ROIAlign's crop_and_resize, the proposals' non-max suppression, the "
-                    "ROI sampling of the detection targets). Train with jit_compile=False "
-                    "(Config.TRAIN_JIT_COMPILE = False, the default); no step was applied."
-                    .format(_xla_gist(e))) from None
+                raise xla_not_supported(e) from None
             if count > 1 and is_collective_failure(e):
-                raise WorkerLost(
-                    "worker {} of {}: the exchange with the other workers failed ({}: {}). "
-                    "Another worker probably died or became unreachable. Stop every worker "
-                    "and start them all again with the same command and the last "
-                    "checkpoint (--weights last, or load_weights(model.find_last())); "
-                    "training continues from the chief's last saved epoch."
-                    .format(index, count, type(e).__name__, _gist(e))) from None
+                raise worker_lost(e, index, count) from None
             raise
         finally:
             for ds in (train_ds, val_ds):

@@ -792,7 +792,18 @@ def multi_worker_strategy():
     if not _MULTI_WORKER:
         timeout = float(os.environ.get("MRCNN_COLLECTIVE_TIMEOUT", COLLECTIVE_TIMEOUT))
         options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-        strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except RuntimeError as e:
+            if "program startup" not in str(e):
+                raise
+            raise RuntimeError(
+                "TF_CONFIG names a cluster, so this process trains as a worker of "
+                "MultiWorkerMirroredStrategy, which TensorFlow must set up before it runs "
+                "any operation; this script ran TensorFlow operations first. Build the "
+                "training model (MaskRCNN(mode='training', ...)) or call "
+                "mrcnn.training.multi_worker_strategy() at the start of the script, before "
+                "other TensorFlow work (or unset TF_CONFIG to train alone).") from None
         _MULTI_WORKER.append(strategy)
     return _MULTI_WORKER[0]
 
@@ -822,3 +833,44 @@ def is_collective_failure(error):
         any(word in str(error).lower() for word in (
             "collective", "unavailable", "deadline", "timeout", "timed out", "peer",
             "socket", "connect", "abort", "cancel", "health"))
+
+
+def xla_gist(error):
+    """The op XLA could not compile, from its error."""
+    m = re.search(r"No registered '(\w+)' OpKernel for XLA", str(error)) or \
+        re.search(r"unsupported operations[^:]*: (\w+)", str(error))
+    if m:
+        return "no XLA kernel for the op {}".format(m.group(1))
+    m = re.search(r"(Dynamic input[^\n]{0,120}|[^\n]*dynamic[^\n]{0,120})", str(error))
+    return m.group(1).strip() if m else error_gist(error)
+
+
+def error_gist(error):
+    """The telling line of a TensorFlow error (whose first line is often just 'Graph
+    execution error:')."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    for line in lines:
+        if any(w in line.lower() for w in ("connection", "timed out", "deadline", "peer",
+                                           "unavailable", "health", "heartbeat", "abort")):
+            return line[:300]
+    return lines[0][:300] if lines else ""
+
+
+def xla_not_supported(error):
+    """The XlaNotSupported error for a first step XLA could not compile."""
+    return XlaNotSupported(
+        "jit_compile=True: XLA cannot compile this Mask R-CNN train step ({}). Parts of "
+        "the graph have no XLA kernel or data-dependent shapes (ROIAlign's "
+        "crop_and_resize, the proposals' non-max suppression, the ROI sampling of the "
+        "detection targets). Train with jit_compile=False (Config.TRAIN_JIT_COMPILE = "
+        "False, the default); no step was applied.".format(xla_gist(error)))
+
+
+def worker_lost(error, index, count):
+    """The WorkerLost error of worker ``index`` of ``count`` for a failed exchange."""
+    return WorkerLost(
+        "worker {} of {}: the exchange with the other workers failed ({}: {}). Another "
+        "worker probably died or became unreachable. Stop every worker and start them all "
+        "again with the same command and the last checkpoint (--weights last, or "
+        "load_weights(model.find_last())); training continues from the chief's last saved "
+        "epoch.".format(index, count, type(error).__name__, error_gist(error)))

@@ -254,3 +254,19 @@ def test_killing_a_worker_stops_the_other_with_a_message_within_60_seconds(tmp_p
     assert code != 0 and took < 60, (code, took, text[-3000:])
     assert "WorkerLost: worker 0 of 2: the exchange with the other workers failed" in text
     assert "start them all again" in text
+
+
+def test_a_worker_that_ran_tensorflow_first_is_told_to_build_the_model_first(tmp_path):
+    script = tmp_path / "early.py"
+    script.write_text(textwrap.dedent("""
+        import tensorflow as tf
+        print(float(tf.constant(2.0) * 2))
+        from mrcnn.training import multi_worker_strategy
+        multi_worker_strategy()
+    """))
+    env = dict(clean_env(), TF_CONFIG=tf_config(["127.0.0.1:1", "127.0.0.1:2"], 0))
+    res = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "TensorFlow must set up before it runs any operation" in res.stderr
+    assert "Build the training model (MaskRCNN(mode='training', ...))" in res.stderr

@@ -2,6 +2,7 @@
 unchanged (TF_CONFIG, when set, makes it a worker of a cluster).
 
 python tests/multiworker/job.py OUT_DIR [--epochs N] [--resume] [--replicas R] [--steps S]
+    [--dtype float16]
 
 Writes OUT_DIR/ids-<worker index>.txt (the training image ids this process loaded, one a
 line) and OUT_DIR/result-<worker index>.json (its log_dir, epoch, worker place and the
@@ -28,7 +29,7 @@ p.add_argument("--epochs", type=int, default=1)
 p.add_argument("--steps", type=int, default=3)
 p.add_argument("--resume", action="store_true")
 p.add_argument("--replicas", type=int, default=1)
-p.add_argument("--sleep-after-build", type=float, default=0)
+p.add_argument("--dtype", default="float32", help="Config.COMPUTE_DTYPE")
 args = p.parse_args()
 if args.replicas > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -46,7 +47,8 @@ from tiny_configs import tiny_config_class  # noqa: E402
 Config = tiny_config_class(
     "mw", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64, RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128),
     IMAGES_PER_GPU=1, GPU_COUNT=args.replicas, STEPS_PER_EPOCH=args.steps,
-    VALIDATION_STEPS=1, ROI_POSITIVE_RATIO=1.0, TRAIN_ROIS_PER_IMAGE=64)
+    VALIDATION_STEPS=1, ROI_POSITIVE_RATIO=1.0, TRAIN_ROIS_PER_IMAGE=64,
+    COMPUTE_DTYPE=args.dtype)
 
 
 class RecordingShapes(ShapesDataset):
@@ -79,9 +81,6 @@ model = modellib.MaskRCNN("training", Config(), os.path.join(args.out, "logs"))
 index, count, chief = model.worker
 if args.resume:
     model.load_weights(model.find_last(), by_name=True)
-if args.sleep_after_build:
-    import time
-    time.sleep(args.sleep_after_build)
 steps = []
 
 
