@@ -201,6 +201,8 @@ class TrainingModel(keras.Model):
         if scaler is None:
             self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
             return self._update(total + decay, losses)
+        grads = self._same_finiteness_everywhere([g for g, _ in pairs])
+        pairs = list(zip(grads, [v for _, v in pairs]))
         # the scale halves exactly when the optimizer skips the step (gradients not
         # finite); the same answer on every replica, since it reads the shared variable
         before = tf.identity(scaler.dynamic_scale)
@@ -209,6 +211,23 @@ class TrainingModel(keras.Model):
         # (reads and writes of one variable keep their program order in a tf.function)
         skipped = tf.cast(tf.less(tf.identity(scaler.dynamic_scale), before), tf.float32)
         return self._update(total + decay, losses, skipped)
+
+    @staticmethod
+    def _same_finiteness_everywhere(grads):
+        """Keras' LossScaleOptimizer decides to apply or skip a step from each replica's
+        own gradients, before they are summed: a replica whose gradients overflowed
+        would skip while the others wait in the all-reduce of the applied step (a hang
+        until the collective timeout). Agree first: when any replica's gradients are
+        not finite, every replica's become NaN, so all of them skip."""
+        strategy = tf.distribute.get_strategy()
+        context = tf.distribute.get_replica_context()
+        if context is None or strategy.num_replicas_in_sync <= 1:
+            return grads
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        1.0 - tf.cast(finite, tf.float32))
+        poison = tf.where(overflowed > 0, float("nan"), 0.0)
+        return [g + tf.cast(poison, g.dtype) for g in grads]
 
     def test_step(self, data):
         inputs = self._model_inputs(data)

@@ -270,3 +270,22 @@ def test_a_worker_that_ran_tensorflow_first_is_told_to_build_the_model_first(tmp
     assert res.returncode != 0
     assert "TensorFlow must set up before it runs any operation" in res.stderr
     assert "Build the training model (MaskRCNN(mode='training', ...))" in res.stderr
+
+
+@pytest.mark.slow
+def test_float16_workers_skip_overflowing_steps_together(tmp_path):
+    # Keras' LossScaleOptimizer decides from each replica's own gradients; without the
+    # agreement in train_step a worker that overflowed alone skipped while the other
+    # waited in the all-reduce until the collective timeout
+    results = run_cluster(tmp_path, "--dtype", "float16", "--steps", "6")
+    chief = results[0]
+    with open(os.path.join(chief["log_dir"], "losses.csv")) as f:
+        rows = [line.split(",") for line in f.read().splitlines()[1:]]
+    assert len(rows) == 6
+    skipped = [int(r[-1]) for r in rows]
+    assert skipped[0] == 1 and 0 in skipped       # the scale found its level, then trained
+    assert [float(r[-2]) for r in rows] == [2.0 ** 15 / 2 ** sum(skipped[:k + 1])
+                                            for k in range(6)]
+    for a, b in zip(results[0]["steps"], results[1]["steps"]):
+        assert a["loss_scale"] == b["loss_scale"]
+        assert a["skipped_steps"] == b["skipped_steps"]
