@@ -489,8 +489,14 @@ class MaskRCNN(object):
                                 augment=augment, stats=stats, shard=shard)
         val_ds = None
         if val_dataset is not None:
+            val_shard = shard
+            if shard is not None and len(val_dataset.image_ids) < count:
+                # too few to share: every worker validates on all of them (the same mean)
+                logger.info("%d validation images for %d workers: each validates on all",
+                            len(val_dataset.image_ids), count)
+                val_shard = None
             val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1,
-                                  shard=shard)
+                                  shard=val_shard)
 
         # without validation data, the loss of a fixed training batch after each epoch
         # tells whether the epoch's last updates diverged (before its checkpoint)

@@ -2,12 +2,13 @@
 launcher.
 
 The default suite checks the parts (input shards, TF_CONFIG, the launcher with small
-scripts); ``-m slow`` runs real clusters of two worker processes on 127.0.0.1
+scripts) and runs one short real cluster (two ``mrcnn train`` workers); ``-m slow`` runs real clusters of two worker processes on 127.0.0.1
 (tests/multiworker/job.py): same losses as one process of the same global batch, the
 chief alone writes, resume continues the epoch count, a killed worker stops the other.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -289,3 +290,29 @@ def test_float16_workers_skip_overflowing_steps_together(tmp_path):
     for a, b in zip(results[0]["steps"], results[1]["steps"]):
         assert a["loss_scale"] == b["loss_scale"]
         assert a["skipped_steps"] == b["skipped_steps"]
+
+
+def test_mrcnn_train_runs_as_a_worker_under_the_launcher(tmp_path):
+    """The default suite's real cluster (about 20 s): two `mrcnn train` workers."""
+    from cli_layouts import write_layout
+    options, _ = write_layout("coco", tmp_path / "data")
+    logs = tmp_path / "logs"
+    env = dict(clean_env(), PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    cmd = [sys.executable, "-m", "mrcnn", "launch", "--workers", "2", "--threads", "1",
+           "--", "train"] + options + [
+        "--weights", "none", "--layers", "all", "--epochs", "1", "--steps", "2", "--logs",
+        str(logs), "--seed", "3", "--quiet", "--config", "cli_layouts:CliTinyConfig"]
+    res = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    out = res.stdout
+    assert re.search(r"^\[worker 0\] +workers +2 \(TF_CONFIG; this is worker 0, the chief\), "
+                     r"global batch 2$", out, re.M), out[-3000:]
+    assert re.search(r"^\[worker 1\] +workers +2 \(TF_CONFIG; this is worker 1\), global "
+                     r"batch 2$", out, re.M)
+    (run,) = os.listdir(logs)
+    files = set(os.listdir(logs / run))
+    assert {"mask_rcnn_clitiny_0001.h5", "config.json", "split.json", "class_names.json",
+            "losses.csv", "history.json", "run.json"} <= files
+    with open(logs / run / "losses.csv") as f:
+        assert len(f.read().splitlines()) == 1 + 2
