@@ -11,6 +11,7 @@
 #
 # Environments: $MRCNN_VENV (default .venv-gpu) gets mrcnn and tensorflow[and-cuda];
 # the torchvision peer lives in its own $MRCNN_TORCH_VENV (default .venv-torch-gpu).
+# Each is created and installed only when missing (pip needs the internet then).
 # The nucleus data: $MRCNN_NUCLEUS_DATA (default ../shared/data/nucleus_dsb2018/stage1_test);
 # that step is skipped, and says so, when it is missing.
 #
@@ -85,12 +86,19 @@ else
 fi
 
 if [ "$MODE" = gpu ]; then
+    # installs only what is missing (an environment made beforehand, e.g. for a machine
+    # without internet, is used as it is; MRCNN_GPU_SH_INSTALL=1 installs anyway)
+    FORCE="${MRCNN_GPU_SH_INSTALL:-0}"
     if [ ! -x "$PY" ]; then step "create $VENV" python3 -m venv "$VENV"; fi
-    step "install mrcnn and TensorFlow with CUDA" "$PY" -m pip install --quiet \
-        -e "$ROOT" "tensorflow[and-cuda]>=2.21,<2.22"
+    if [ "$FORCE" = 1 ] || ! "$PY" -c "import mrcnn, tensorflow" >/dev/null 2>&1; then
+        step "install mrcnn and TensorFlow with CUDA" "$PY" -m pip install --quiet \
+            -e "$ROOT" "tensorflow[and-cuda]>=2.21,<2.22"
+    fi
     if [ ! -x "$TPY" ]; then step "create $TORCH_VENV" python3 -m venv "$TORCH_VENV"; fi
-    step "install the torchvision peer" "$TPY" -m pip install --quiet torch torchvision \
-        numpy pillow
+    if [ "$FORCE" = 1 ] || ! "$TPY" -c "import torch, torchvision" >/dev/null 2>&1; then
+        step "install the torchvision peer" "$TPY" -m pip install --quiet torch torchvision \
+            numpy pillow
+    fi
     step "devices TensorFlow sees" "$PY" -c \
         "import tensorflow as tf; print(tf.__version__, tf.config.list_physical_devices('GPU'))"
 fi

@@ -67,3 +67,38 @@ def test_gpu_script_cpu_fallback_runs_every_step(tmp_path):
     assert "batch 2, float16" in text
     assert re.search(r"^mrcnn train step: +median", text, re.M)
     assert "last checkpoint:" in text
+
+
+def test_gpu_script_on_a_gpu_machine_installs_then_runs_the_full_sizes(tmp_path):
+    # a stand-in nvidia-smi: the script takes the GPU branch (planned only, DRY)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H200, 143771 MiB, 570.00'\n")
+    fake.chmod(0o755)
+    out = tmp_path / "results.txt"
+    full = dict(os.environ, PATH="{}{}{}".format(bin_dir, os.pathsep, os.environ["PATH"]),
+                MRCNN_GPU_SH_DRY="1", MRCNN_VENV=str(tmp_path / "venv"),
+                MRCNN_TORCH_VENV=str(tmp_path / "venv-torch"),
+                MRCNN_NUCLEUS_DATA=str(tmp_path))
+    res = subprocess.run(["bash", SCRIPT, str(out)], cwd=ROOT, env=full,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert text.startswith("# mrcnn GPU run (gpu mode)")
+    assert "NVIDIA H200, 143771 MiB" in text
+    titles = re.findall(r"^## (.*)$", text, re.M)
+    assert titles == [
+        "create {}".format(tmp_path / "venv"), "install mrcnn and TensorFlow with CUDA",
+        "create {}".format(tmp_path / "venv-torch"), "install the torchvision peer",
+        "devices TensorFlow sees",
+        "inference, float32, batch 1", "inference, float32, batch 8",
+        "inference, float16, batch 1", "inference, float16, batch 8",
+        "training step, batch 1", "training step, batch 4",
+        "nucleus: train from scratch", "nucleus: evaluate the last checkpoint"]
+    assert '"tensorflow[and-cuda]>=2.21,<2.22"' in text or \
+        "tensorflow[and-cuda]>=2.21,<2.22" in text
+    commands = re.findall(r"^\$ (.*)$", text, re.M)
+    assert "--runs 10 --warmup 3 --size 1024 --dtype float16 --batch 8 --torch-python " \
+        "{}".format(tmp_path / "venv-torch" / "bin" / "python") in commands[8]
+    assert "--minutes 5 --lr 0.01 --augment" in commands[11]
