@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_inference.py [--runs 5] [--size 1024]
         [--torch-python .venv-torch/bin/python] [--image PATH] [--record]
+        [--batch 1] [--dtype float32|float16|bfloat16] [--device auto|cpu|cuda]
 
 Both models: ResNet-50 FPN, 81 classes (torchvision: 91, its COCO head), random weights
 (no pretrained files are needed to time them), one 1024x1024 image, score threshold 0
@@ -10,6 +11,10 @@ own process (ours in this interpreter's environment, torchvision in the one give
 --torch-python), after warm-up runs; the parent reports the median wall time of
 ``detect`` / ``model(images)`` (post-processing included), its GFLOP/s, and each
 process's peak resident memory. --record appends the result to bench/RESULTS.md.
+--batch B runs B copies of the image per call (IMAGES_PER_GPU = B; times are per call);
+--dtype sets mrcnn's COMPUTE_DTYPE and runs torchvision under autocast to that type;
+--device places torchvision (auto: the GPU when torch sees one; TensorFlow uses a GPU
+whenever it sees one).
 """
 import argparse
 import datetime
@@ -51,20 +56,22 @@ def child_mrcnn(args):
         NAME = "bench"
         BACKBONE = "resnet50"
         NUM_CLASSES = 81
-        IMAGES_PER_GPU = 1
+        IMAGES_PER_GPU = args.batch
         IMAGE_MIN_DIM = args.size
         IMAGE_MAX_DIM = args.size
         DETECTION_MIN_CONFIDENCE = 0.0
+        COMPUTE_DTYPE = args.dtype
 
     model = modellib.MaskRCNN("inference", BenchConfig(), os.path.join(ROOT, "logs"))
     image = default_image(args.size) if not args.image else np.asarray(
         __import__("PIL.Image", fromlist=["Image"]).open(args.image).convert("RGB"))
+    images = [image] * args.batch
     for _ in range(args.warmup):
-        model.detect([image])
+        model.detect(images)
     times, n = [], None
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        r = model.detect([image])[0]
+        r = model.detect(images)[0]
         times.append(time.perf_counter() - t0)
         n = int(r["rois"].shape[0])
     # detect's parts, timed one by one: molding, the graph, unmolding (boxes and masks
@@ -72,8 +79,9 @@ def child_mrcnn(args):
     split = {"mold": [], "graph": [], "unmold": []}
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        molded, metas, windows = model.mold_inputs([image])
-        anchors = model.get_anchors(molded[0].shape)[None]
+        molded, metas, windows = model.mold_inputs(images)
+        anchors = np.broadcast_to(model.get_anchors(molded[0].shape)[None],
+                                  (args.batch,) + model.get_anchors(molded[0].shape).shape)
         t1 = time.perf_counter()
         detections, masks = model._predict(molded, metas, anchors)
         t2 = time.perf_counter()
@@ -84,7 +92,8 @@ def child_mrcnn(args):
         split["graph"].append(t2 - t1)
         split["unmold"].append(t3 - t2)
     return {"times": times, "graph_times": split["graph"], "split": split, "detections": n,
-            "gflop": count_mrcnn_gflop(model, molded, metas, anchors),
+            "gflop": count_mrcnn_gflop(model, molded[:1], metas[:1], anchors[:1])
+            if args.batch == 1 else None,
             "machine": _child.machine_report()}
 
 
@@ -134,30 +143,42 @@ def child_torchvision(args):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    device = args.device if args.device != "auto" else \
+        ("cuda" if torch.cuda.is_available() else "cpu")
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None,
                                   min_size=args.size, max_size=args.size,
                                   box_score_thresh=0.0, box_detections_per_img=100)
-    model.eval()
+    model.eval().to(device)
     image = default_image(args.size)
-    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
+    x = (torch.from_numpy(image).permute(2, 0, 1).float() / 255.0).to(device)
+    autocast = torch.autocast(device, dtype=getattr(torch, args.dtype),
+                              enabled=args.dtype != "float32")
+
+    def run():
+        with torch.inference_mode(), autocast:
+            out = model([x] * args.batch)[0]
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return out
     times, n = [], None
-    with torch.inference_mode():
-        for _ in range(args.warmup):
-            model([x])
-        for _ in range(args.runs):
-            t0 = time.perf_counter()
-            out = model([x])[0]
-            times.append(time.perf_counter() - t0)
-            n = int(out["boxes"].shape[0])
+    for _ in range(args.warmup):
+        run()
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        out = run()
+        times.append(time.perf_counter() - t0)
+        n = int(out["boxes"].shape[0])
     return {"times": times, "detections": n, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "threads": torch.get_num_threads()}
+            "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
+            "device": device}
 
 
 # ---------------------------------------------------------------------------- parent
 
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--runs", str(args.runs),
-           "--warmup", str(args.warmup), "--size", str(args.size)]
+           "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
+           "--dtype", args.dtype, "--device", args.device]
     if args.image:
         cmd += ["--image", args.image]
     return _child.run_child(cmd, which)
@@ -169,6 +190,11 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--image", default=None)
+    p.add_argument("--batch", type=int, default=1, help="images per detect call")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="mrcnn's COMPUTE_DTYPE; torchvision runs under autocast to it")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
     p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
@@ -179,8 +205,8 @@ def main(argv=None):
         print("RESULT " + json.dumps(fn(args)))
         return
 
-    print("mrcnn: {} warm-up + {} runs at {}x{} ...".format(args.warmup, args.runs, args.size,
-                                                           args.size), flush=True)
+    print("mrcnn: {} warm-up + {} runs at {}x{}, batch {}, {} ...".format(
+        args.warmup, args.runs, args.size, args.size, args.batch, args.dtype), flush=True)
     ours = run_child(sys.executable, "mrcnn", args)
     peer = None
     if os.path.exists(args.torch_python):
@@ -195,8 +221,9 @@ def main(argv=None):
     parts = {k: statistics.median(v) for k, v in ours["split"].items()}
     outside = parts["mold"] + parts["unmold"]
     lines = _child.machine_lines(ours["machine"], peer) + [
-        "mrcnn detect:        median {:.2f} s  (runs {})".format(
-            med, ", ".join("{:.2f}".format(t) for t in ours["times"])),
+        "mrcnn detect:        median {:.2f} s  (runs {}); batch {}, {}".format(
+            med, ", ".join("{:.2f}".format(t) for t in ours["times"]), args.batch,
+            args.dtype),
         "  split:             mold {:.3f} s, graph {:.2f} s, unmold {:.3f} s: {:.1f}% "
         "outside the graph; {} detections".format(
             parts["mold"], gmed, parts["unmold"],
@@ -216,8 +243,8 @@ def main(argv=None):
     if peer:
         pmed = statistics.median(peer["times"])
         lines += [
-            "torchvision {} (torch {}): median {:.2f} s  (runs {}); {} detections".format(
-                peer["torchvision"], peer["torch"], pmed,
+            "torchvision {} (torch {}, {}): median {:.2f} s  (runs {}); {} detections".format(
+                peer["torchvision"], peer["torch"], peer.get("device", "cpu"), pmed,
                 ", ".join("{:.2f}".format(t) for t in peer["times"]), peer["detections"]),
             "  peak RSS:          {:.0f} MB".format(peer["peak_rss_mb"]),
             "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(

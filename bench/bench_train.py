@@ -117,18 +117,21 @@ def child_torchvision(args):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    device = args.device if args.device != "auto" else \
+        ("cuda" if torch.cuda.is_available() else "cpu")
     image, masks, class_ids = scene(args.size)
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=4,
                                   min_size=args.size, max_size=args.size,
                                   trainable_backbone_layers=5)
-    model.train()
-    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
-    m = torch.from_numpy(np.transpose(masks, (2, 0, 1)).astype(np.uint8))
+    model.train().to(device)
+    x = (torch.from_numpy(image).permute(2, 0, 1).float() / 255.0).to(device)
+    m = torch.from_numpy(np.transpose(masks, (2, 0, 1)).astype(np.uint8)).to(device)
     ys = [np.where(masks[:, :, k].any(axis=1))[0] for k in range(masks.shape[-1])]
     xs = [np.where(masks[:, :, k].any(axis=0))[0] for k in range(masks.shape[-1])]
     boxes = torch.tensor([[x[0], y[0], x[-1] + 1, y[-1] + 1] for x, y in zip(xs, ys)],
                          dtype=torch.float32)
-    target = {"boxes": boxes, "labels": torch.from_numpy(class_ids.astype(np.int64)), "masks": m}
+    target = {"boxes": boxes.to(device),
+              "labels": torch.from_numpy(class_ids.astype(np.int64)).to(device), "masks": m}
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step():
@@ -138,7 +141,7 @@ def child_torchvision(args):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        return float(loss)
+        return float(loss)  # (a float() waits for the GPU)
 
     for _ in range(args.warmup):
         step()
@@ -148,12 +151,13 @@ def child_torchvision(args):
         step()
         times.append(time.perf_counter() - t0)
     return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": device}
 
 
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch)]
+           "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
+           "--device", args.device]
     return _child.run_child(cmd, which)
 
 
@@ -163,6 +167,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
     p.add_argument("--record", action="store_true")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)

@@ -22,6 +22,7 @@ RESIZE_MODES = ("none", "square", "pad64", "crop")
 BACKBONES = ("resnet50", "resnet101")
 OPTIMIZERS = ("SGD", "AdamW")
 BOX_NORMALIZATIONS = ("classic", "scale")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
@@ -283,6 +284,21 @@ class Config(object):
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
+    # The type the network computes in, for training and inference: "float32" (classic),
+    # "bfloat16" or "float16" (Keras mixed precision: convolutions and dense layers in the
+    # reduced type, weights, batch-norm statistics, anchors, proposals and NMS, ROIAlign,
+    # the outputs and the losses in float32). float16 is for GPUs and trains with dynamic
+    # loss scaling; bfloat16 pays on GPUs and on CPUs with AMX (on a CPU without it, it
+    # is slower than float32). Weights are float32 in every mode, so checkpoints load
+    # into a model of any COMPUTE_DTYPE.
+    COMPUTE_DTYPE = "float32"
+
+    # Compile the train step with XLA (MaskRCNN.train's jit_compile). The Mask R-CNN
+    # graph does not compile today (ROIAlign's crop_and_resize has no XLA kernel, NMS
+    # and ROI sampling have data-dependent shapes): True stops at the first step with
+    # XlaNotSupported saying so. For graphs of your own (a custom head) that do.
+    TRAIN_JIT_COMPILE = False
+
     def __init__(self):
         """Set values of computed attributes and validate the configuration."""
         self.validate()
@@ -437,6 +453,18 @@ class Config(object):
         if self.OPTIMIZER not in OPTIMIZERS:
             fail("OPTIMIZER", self.OPTIMIZER, "use one of {}.".format(
                 ", ".join(map(repr, OPTIMIZERS))))
+
+        if self.COMPUTE_DTYPE not in COMPUTE_DTYPES:
+            hint = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
+                    "half": "float16", "mixed_bfloat16": "bfloat16",
+                    "mixed_float16": "float16"}.get(str(self.COMPUTE_DTYPE).lower())
+            fail("COMPUTE_DTYPE", self.COMPUTE_DTYPE, "use one of {}{} (float32 is the "
+                 "default; bfloat16 and float16 compute with Keras mixed precision).".format(
+                     ", ".join(map(repr, COMPUTE_DTYPES)),
+                     " (did you mean {!r}?)".format(hint) if hint else ""))
+
+        if not isinstance(self.TRAIN_JIT_COMPILE, (bool, np.bool_)):
+            fail("TRAIN_JIT_COMPILE", self.TRAIN_JIT_COMPILE, "use True or False.")
 
         if self.GRADIENT_CLIP_NORM is not None and self.GRADIENT_CLIP_NORM <= 0:
             fail("GRADIENT_CLIP_NORM", self.GRADIENT_CLIP_NORM, "must be > 0, or None for no clipping.")

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
+from .precision import Float32Layer
 from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, \
     parse_image_meta_graph
 
@@ -74,7 +75,7 @@ def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confi
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionLayer(KL.Layer):
+class DetectionLayer(Float32Layer):
     """Turn classifier probabilities and box deltas into final detections.
 
     Inputs: rois [batch, N, 4], mrcnn_class [batch, N, NUM_CLASSES],

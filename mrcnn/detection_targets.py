@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
+from .precision import Float32Layer
 from .graph_ops import box_refinement_graph, overlaps_graph, trim_zeros_graph
 
 
@@ -105,7 +106,7 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, rois_pe
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionTargetLayer(KL.Layer):
+class DetectionTargetLayer(Float32Layer):
     """Sample proposals and build classifier, box and mask targets (training only).
 
     Inputs: proposals [batch, N, 4] normalised; gt_class_ids [batch, MAX_GT];

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
+from .precision import Float32Layer, dtype_policy
 from . import utils
 from .anchors import compute_backbone_shapes
 from .augment import check_augmentation
@@ -55,8 +56,9 @@ from .rpn import ProposalLayer, build_rpn_model, rpn_graph
 from .rpn_targets import build_rpn_targets, generate_random_rois
 from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
                        TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
-                       layers_regex, make_optimizer, make_strategy, read_history, record_stage,
-                       set_trainable)
+                       WorkerLost, XlaNotSupported, is_collective_failure, is_xla_failure,
+                       layers_regex, worker_lost, xla_not_supported, make_optimizer,
+                       make_strategy, read_history, record_stage, set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
 
@@ -84,7 +86,7 @@ __all__ = [
     "load_image_gt", "data_generator", "make_dataset", "compose_image_meta",
     "parse_image_meta", "mold_image", "mold_inputs", "unmold_image",
     # training and checkpoints
-    "TrainingDiverged", "find_last_checkpoint",
+    "TrainingDiverged", "WorkerLost", "XlaNotSupported", "find_last_checkpoint",
 ]
 
 logger = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ def log(text, array=None):
     print(text)
 
 
-class SliceBoxes(KL.Layer):
+class SliceBoxes(Float32Layer):
     """[batch, N, (y1, x1, y2, x2, ...)] -> [batch, N, 4]."""
 
     def call(self, x):
@@ -118,7 +120,7 @@ class SliceBoxes(KL.Layer):
         return tuple(input_shape[:-1]) + (4,)
 
 
-class NormBoxes(KL.Layer):
+class NormBoxes(Float32Layer):
     """Pixel boxes [batch, N, 4] to normalised ones, for the size of ``image``
     (mode: Config.BOX_NORMALIZATION)."""
 
@@ -134,7 +136,7 @@ class NormBoxes(KL.Layer):
         return tuple(input_shape[0])
 
 
-class PositiveRois(KL.Layer):
+class PositiveRois(Float32Layer):
     """[batch, N, 4] -> [batch, P, 4]: the first P ROIs of each image, P the largest
     number of positive ROIs (class id > 0) in any image of the batch (at least 1)."""
 
@@ -154,10 +156,18 @@ class MaskRCNN(object):
     mode: "training" or "inference".
     config: a Config subclass instance.
     model_dir: folder for training logs and checkpoints.
+    strategy: (training) a tf.distribute strategy of your own to build and train under.
+        Without it: MultiWorkerMirroredStrategy when the TF_CONFIG environment variable
+        names a cluster (each worker process runs the same script; docs/multiworker.md),
+        MirroredStrategy for GPU_COUNT > 1, else the default strategy.
     The Keras model is ``self.keras_model``.
+
+    In a multi-worker run only the chief (TF_CONFIG's "chief", else worker 0) writes
+    into the run folder; the other workers' ``log_dir`` is a scratch folder of their
+    own, removed when the process ends.
     """
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, strategy=None):
         if mode not in ("training", "inference"):
             raise ValueError("MaskRCNN: mode={!r}; use 'training' or 'inference'".format(mode))
         config.validate()
@@ -178,6 +188,11 @@ class MaskRCNN(object):
         self._lock = threading.Lock()
         self.initial_weights = None
         self.training_datasets = None
+        if mode == "training":
+            self.strategy = make_strategy(config, strategy)
+        # (index, count, is_chief) among the workers of a multi-worker run
+        self.worker = worker_place(self.strategy) if mode == "training" else (0, 1, True)
+        self._scratch = None
         self.set_log_dir()
         self.keras_model = self.build(mode=mode, config=config)
         self._infer = None
@@ -185,11 +200,19 @@ class MaskRCNN(object):
     # ------------------------------------------------------------------ building
 
     def build(self, mode, config):
-        """Build the Mask R-CNN architecture (see the module docstring for the parts)."""
-        if mode == "training":
-            self.strategy = make_strategy(config)
-            with self.strategy.scope():
-                return self._build_training(config)
+        """Build the Mask R-CNN architecture (see the module docstring for the parts).
+
+        The layers compute in config.COMPUTE_DTYPE (``mrcnn.precision``)."""
+        with dtype_policy(config.COMPUTE_DTYPE):
+            if mode == "training":
+                if getattr(self, "strategy", None) is None:
+                    self.strategy = make_strategy(config)
+                with self.strategy.scope():
+                    return self._build_training(config)
+            return self._build_inference(config)
+
+    def _build_inference(self, config):
+        """The inference graph: proposals, heads, detections and their masks."""
         input_image = KL.Input(shape=[None, None, config.IMAGE_CHANNEL_COUNT],
                                name="input_image")
         input_image_meta = KL.Input(shape=[config.IMAGE_META_SIZE], name="input_image_meta")
@@ -293,8 +316,10 @@ class MaskRCNN(object):
                               config.TOP_DOWN_PYRAMID_SIZE, config.RPN_HEAD_CHANNELS)
         level_outputs = [rpn([p]) for p in feature_maps]
         names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+        # float32 outputs (the losses and the ProposalLayer read them) in any COMPUTE_DTYPE
         rpn_class_logits, rpn_class, rpn_bbox = [
-            KL.Concatenate(axis=1, name=n)(list(o)) for o, n in zip(zip(*level_outputs), names)]
+            KL.Concatenate(axis=1, name=n, dtype="float32")(list(o))
+            for o, n in zip(zip(*level_outputs), names)]
         inputs = [rpn_class, rpn_bbox, anchors]
         if config.RPN_NMS_PER_LEVEL:
             inputs += [image_meta] + [o[1] for o in level_outputs]
@@ -401,9 +426,22 @@ class MaskRCNN(object):
                 self.epoch = int(m.group(6))
                 logger.info("Re-starting from epoch %d", self.epoch)
         name = (self.config.NAME or "mask_rcnn").lower()
-        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(name, now))
+        self.log_dir = os.path.join(self._run_root(), "{}{:%Y%m%dT%H%M}".format(name, now))
         self.checkpoint_path = os.path.join(
             self.log_dir, "mask_rcnn_{}_*epoch*.h5".format(name)).replace("*epoch*", "{epoch:04d}")
+
+    def _run_root(self):
+        """model_dir; for a worker other than the chief of a multi-worker run, a scratch
+        folder of its own (removed at exit), so that it writes nothing into model_dir."""
+        if getattr(self, "worker", (0, 1, True))[2]:
+            return self.model_dir
+        if self._scratch is None:
+            import atexit
+            import shutil
+            import tempfile
+            self._scratch = tempfile.mkdtemp(prefix="mrcnn-worker{}-".format(self.worker[0]))
+            atexit.register(shutil.rmtree, self._scratch, True)
+        return self._scratch
 
     # ------------------------------------------------------------------ training
 
@@ -415,7 +453,8 @@ class MaskRCNN(object):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              seed=None, verbose=1, augment=False, save_every=1, save_best=True):
+              seed=None, verbose=1, augment=False, save_every=1, save_best=True,
+              jit_compile=None):
         """Train the model.
 
         train_dataset, val_dataset: prepared Datasets (val_dataset may be None).
@@ -437,6 +476,11 @@ class MaskRCNN(object):
             last epoch of the call); ResNet-50 checkpoints are about 180 MB each.
         save_best: also keep <log_dir>/mask_rcnn_<name>_best.h5, the weights of the
             epoch with the lowest val_loss (loss without validation data) so far.
+        jit_compile: compile the train step with XLA (default: Config.TRAIN_JIT_COMPILE,
+            False). Where XLA cannot compile the graph (today: ROIAlign's
+            crop_and_resize has no XLA kernel, and the proposals' NMS and the ROI
+            sampling have data-dependent shapes), the first step raises
+            XlaNotSupported saying so, before any weight changed.
 
         Each epoch runs STEPS_PER_EPOCH batches (and VALIDATION_STEPS validation
         batches), logs to TensorBoard under self.log_dir, writes every step's losses to
@@ -457,12 +501,23 @@ class MaskRCNN(object):
         # here, before any image is loaded
         check_augmentation(augmentation, config.IMAGE_SHAPE)
         stats = PipelineStats()
+        index, count, _ = self.worker
+        shard = (index, count) if count > 1 else None
+        if shard is not None and seed is None:
+            seed = 0  # the workers must share the image order to split it
         train_ds = make_dataset(train_dataset, config, shuffle=True, augmentation=augmentation,
                                 no_augmentation_sources=no_augmentation_sources, seed=seed,
-                                augment=augment, stats=stats)
+                                augment=augment, stats=stats, shard=shard)
         val_ds = None
         if val_dataset is not None:
-            val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1)
+            val_shard = shard
+            if shard is not None and len(val_dataset.image_ids) < count:
+                # too few to share: every worker validates on all of them (the same mean)
+                logger.info("%d validation images for %d workers: each validates on all",
+                            len(val_dataset.image_ids), count)
+                val_shard = None
+            val_ds = make_dataset(val_dataset, config, shuffle=True, seed=(seed or 0) + 1,
+                                  shard=val_shard)
 
         # without validation data, the loss of a fixed training batch after each epoch
         # tells whether the epoch's last updates diverged (before its checkpoint)
@@ -471,22 +526,25 @@ class MaskRCNN(object):
             batch = probe_batch(train_dataset, config)
             probe = functools.partial(self.keras_model.batch_losses, batch)
 
+        # in a multi-worker run only the chief writes; the others check the same
+        # things (a NaN loss, a diverged epoch) so that all stop together
+        chief = self.worker[2]
         os.makedirs(self.log_dir, exist_ok=True)
         for stale in glob.glob(os.path.join(self.log_dir, "*.part")):
             os.remove(stale)  # a checkpoint or losses.csv cut short by a killed run
         step_logger = StepLossLogger(self.log_dir, config.STEPS_PER_EPOCH,
-                                     initial_epoch=self.epoch)
+                                     initial_epoch=self.epoch, write=chief,
+                                     loss_scaling=config.COMPUTE_DTYPE == "float16")
         earlier = [h for h in read_history(self.log_dir) if h["epoch"] <= self.epoch]
         checkpoint = ClassicCheckpoint(self.checkpoint_path, probe=probe,
                                        save_every=save_every, save_best=save_best,
-                                       best=best_in_history(earlier))
+                                       best=best_in_history(earlier), write=chief)
         history_logger = RunHistory(self.log_dir, layers, initial_epoch=self.epoch,
                                     checkpoint=checkpoint)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
-                                        write_graph=False),
-            step_logger, SkippedImagesLogger(stats), checkpoint, history_logger,
-        ] + list(custom_callbacks or [])
+        writers = [keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
+                                               write_graph=False)] if chief else []
+        callbacks = writers + [step_logger, SkippedImagesLogger(stats), checkpoint] + \
+            ([history_logger] if chief else []) + list(custom_callbacks or [])
 
         if verbose:
             from .callbacks import describe_learning_rate
@@ -496,7 +554,12 @@ class MaskRCNN(object):
         with self.strategy.scope():
             self.set_trainable(layers, verbose=0)
             optimizer = make_optimizer(config, learning_rate)
-            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+            if jit_compile is None:
+                jit_compile = config.TRAIN_JIT_COMPILE
+            self.keras_model.compile(optimizer=optimizer, jit_compile=bool(jit_compile))
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                # its loss scale is read in train_step, so it must exist before tracing
+                optimizer.build(self.keras_model.trainable_variables)
         started = time.time()
         # for callbacks (MLflow) that record what the run trains on
         self.training_datasets = {"train": dataset_summary(train_dataset),
@@ -506,20 +569,25 @@ class MaskRCNN(object):
                 # Keras warns that shuffle= is ignored for tf.data; our pipeline shuffles.
                 warnings.filterwarnings("ignore", message=".*shuffle=True.*")
                 history = self._fit(train_ds, val_ds, epochs, callbacks, verbose)
-        except Exception:
+        except Exception as e:
             # an error of load_image / load_mask reaches us wrapped by TensorFlow's
             # iterator; raise the loader's own exception, which names the image
             for ds in (train_ds, val_ds):
                 if ds is not None and ds.loader.error is not None:
                     raise ds.loader.error from None
+            if jit_compile and is_xla_failure(e):
+                raise xla_not_supported(e) from None
+            if count > 1 and is_collective_failure(e):
+                raise worker_lost(e, index, count) from None
             raise
         finally:
             for ds in (train_ds, val_ds):
                 if ds is not None:
                     ds.loader.close()
         reason = getattr(self.keras_model, "stop_training_reason", None)
-        record_stage(self.log_dir, self, layers, learning_rate, history, started,
-                     train_dataset, val_dataset, diverged=reason)
+        if chief:
+            record_stage(self.log_dir, self, layers, learning_rate, history, started,
+                         train_dataset, val_dataset, diverged=reason)
         if reason:
             raise TrainingDiverged(reason)
         # the epochs done (a callback such as a time budget may stop before ``epochs``)
@@ -528,8 +596,22 @@ class MaskRCNN(object):
         self.last_checkpoints = list(checkpoint.saved)
         return history
 
+    def _distribute(self, ds):
+        """A multi-worker run's input: each worker's own shard, as it is (no automatic
+        sharding), split among the worker's local replicas (IMAGES_PER_GPU each)."""
+        if ds is None or not isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            return ds
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF
+        local = ds.with_options(options)
+        if self.strategy.num_replicas_in_sync > self.worker[1]:
+            local = local.unbatch().batch(self.config.IMAGES_PER_GPU, drop_remainder=True)
+        return self.strategy.distribute_datasets_from_function(lambda context: local)
+
     def _fit(self, train_ds, val_ds, epochs, callbacks, verbose):
         config = self.config
+        train_ds, val_ds = self._distribute(train_ds), self._distribute(val_ds)
         return self.keras_model.fit(
             train_ds, initial_epoch=self.epoch, epochs=epochs,
             steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,

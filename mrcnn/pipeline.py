@@ -253,7 +253,7 @@ class BatchLoader(object):
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
                  no_augmentation_sources=None, seed=None, augment=False, stats=None,
-                 workers=None, prefetch=4, repeat=True):
+                 workers=None, prefetch=4, repeat=True, shard=None):
         import os
         import queue
         check_training_shape(config)
@@ -261,6 +261,15 @@ class BatchLoader(object):
         if self.image_ids.size == 0:
             raise ValueError("make_dataset: the dataset has no images; call load_*() and "
                              "prepare() first")
+        # (index, count): this worker's share of each pass (multi-worker training)
+        self.shard = (0, 1) if shard is None else (int(shard[0]), int(shard[1]))
+        if not 0 <= self.shard[0] < self.shard[1]:
+            raise ValueError("make_dataset: shard={!r}; use (index, count) with "
+                             "0 <= index < count".format(shard))
+        if self.image_ids.size < self.shard[1]:
+            raise ValueError("make_dataset: {} images cannot be shared among {} workers; "
+                             "give every worker at least one image (more images, or fewer "
+                             "workers)".format(self.image_ids.size, self.shard[1]))
         self.dataset = dataset
         self.config = config
         self.shuffle = shuffle
@@ -280,16 +289,24 @@ class BatchLoader(object):
 
     # -- the image stream
     def _stream(self):
-        """(position, image id) forever: each pass a new seeded permutation."""
-        position, epoch = 0, 0
+        """(position, image id) forever: each pass a new seeded permutation.
+
+        With shard=(index, count), this loader takes the pass's images index, index +
+        count, ...: the workers of a multi-worker run share one permutation (the same
+        seed) and each takes its own images, so a pass covers the data once. Positions
+        (which seed each image's random choices) are those of the whole pass, so worker
+        i's k-th image is the one a single process would load at position
+        k * count + i."""
+        index, count = self.shard
+        start, epoch = 0, 0
         while not self._stop.is_set():
             order = self.image_ids
             if self.shuffle:
                 order = np.random.RandomState((self.seed + 7919 * epoch) % (2 ** 32)) \
                     .permutation(self.image_ids)
-            for image_id in order:
-                yield position, int(image_id)
-                position += 1
+            for offset in range(index, len(order), count):
+                yield start + offset, int(order[offset])
+            start += len(order)
             epoch += 1
             if not self.repeat:
                 return
@@ -397,7 +414,7 @@ class BatchLoader(object):
 
 def make_dataset(dataset, config, shuffle=True, augmentation=None,
                  no_augmentation_sources=None, seed=None, repeat=True, augment=False,
-                 num_parallel_calls=None, stats=None, prefetch=4):
+                 num_parallel_calls=None, stats=None, prefetch=4, shard=None):
     """A tf.data pipeline of training batches (see the module docstring).
 
     shuffle: reshuffle the image order every pass; seed: fixes that order and every
@@ -407,6 +424,8 @@ def make_dataset(dataset, config, shuffle=True, augmentation=None,
     num_parallel_calls: images loaded in parallel (threads; default: CPU count + 2, at
         most 8); prefetch: finished batches kept ready.
     stats: a PipelineStats to count loaded and skipped images.
+    shard: (index, count) for multi-worker training: this worker's images of each pass
+        (see ``BatchLoader._stream``); None: all of them.
 
     The images are loaded by a ``BatchLoader`` (Python threads) and handed to tf.data
     one finished batch per element, through a sequential ``numpy_function``. No Python
@@ -419,7 +438,7 @@ def make_dataset(dataset, config, shuffle=True, augmentation=None,
     loader = BatchLoader(dataset, config, shuffle=shuffle, augmentation=augmentation,
                          no_augmentation_sources=no_augmentation_sources, seed=seed,
                          augment=augment, stats=stats, workers=num_parallel_calls,
-                         prefetch=prefetch, repeat=repeat)
+                         prefetch=prefetch, repeat=repeat, shard=shard)
     batch_size = config.BATCH_SIZE
     specs = [tf.TensorSpec([batch_size] + list(s.shape), s.dtype) for s in loader.specs]
     tout = [s.dtype for s in specs]

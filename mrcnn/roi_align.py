@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 from keras import layers as KL
 
+from .precision import Float32Layer
 from .graph_ops import parse_image_meta_graph
 
 
@@ -101,7 +102,7 @@ def pixel_aligned_boxes(boxes, image_shape, stride):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class PyramidROIAlign(KL.Layer):
+class PyramidROIAlign(Float32Layer):
     """Pool ROIs from the level of the feature pyramid that fits their size.
 
     Inputs:
@@ -172,7 +173,7 @@ class PyramidROIAlign(KL.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class UnflattenRois(KL.Layer):
+class UnflattenRois(Float32Layer):
     """[batch * num_rois, ...] -> [batch, num_rois, ...], num_rois read from ``rois``.
 
     Inputs: [x, rois] with rois [batch, num_rois, 4].

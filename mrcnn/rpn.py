@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers as KL
 
+from .precision import Float32Layer
 from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, \
     parse_image_meta_graph
 
@@ -66,7 +67,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, channels=512):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ProposalLayer(KL.Layer):
+class ProposalLayer(Float32Layer):
     """Select the top anchors by foreground score, refine them, and run NMS.
 
     Inputs:

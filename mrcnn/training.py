@@ -87,10 +87,27 @@ class TrainingModel(keras.Model):
         self.mrcnn_config = config
         self.anchors_value = np.asarray(anchors, dtype=np.float32)
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in ("loss",) + LOSS_NAMES]
+        # float16: steps skipped by the dynamic loss scaling, counted per epoch
+        self.skipped_tracker = None
+        if getattr(config, "COMPUTE_DTYPE", "float32") == "float16":
+            self.skipped_tracker = keras.metrics.Sum(name="skipped_steps")
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Under a distribution strategy Keras builds the optimizer from a first batch
+        averaged over the replicas, which fails for the integer and boolean inputs of
+        a multi-worker run (and drops that batch). The graph is built already and the
+        losses and metrics are our own: only the optimizer needs building."""
+        if self._distribute_strategy is None or \
+                not all(layer.built for layer in self._flatten_layers()):
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        with self.distribute_strategy.scope():
+            if self.optimizer is not None and not self.optimizer.built:
+                self.optimizer.build(self.trainable_variables)
 
     @property
     def metrics(self):
-        return list(self.loss_trackers)
+        extra = [self.skipped_tracker] if self.skipped_tracker is not None else []
+        return list(self.loss_trackers) + extra
 
     def _model_inputs(self, data):
         inputs = list(data[0] if isinstance(data, tuple) and len(data) == 1 else data)
@@ -131,14 +148,43 @@ class TrainingModel(keras.Model):
         total = tf.add_n([losses[n] * float(weights.get(n, 1.0)) for n in LOSS_NAMES])
         return total
 
-    def _update(self, total, losses):
-        self.loss_trackers[0].update_state(total)
-        for tracker, name in zip(self.loss_trackers[1:], LOSS_NAMES):
-            tracker.update_state(losses[name])
-        return {t.name: t.result() for t in self.loss_trackers}
+    def _update(self, total, losses, skipped=None):
+        """Add a step's losses to the epoch means. skipped (float16 loss scaling only):
+        1.0 when the step was skipped for overflowing gradients; such a step changes
+        no weight and is left out of the means (its loss may be infinite)."""
+        return self._per_worker(self._results(total, losses, skipped))
+
+    @staticmethod
+    def _per_worker(results):
+        """Under MultiWorkerMirroredStrategy Keras averages each step's outputs over
+        the replicas along a batch axis (a scalar fails): give them one."""
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            return {k: tf.reshape(v, [1]) for k, v in results.items()}
+        return results
+
+    def _results(self, total, losses, skipped):
+        if skipped is None:
+            self.loss_trackers[0].update_state(total)
+            for tracker, name in zip(self.loss_trackers[1:], LOSS_NAMES):
+                tracker.update_state(losses[name])
+            return {t.name: t.result() for t in self.loss_trackers}
+        keep = 1.0 - skipped
+        values = [total] + [losses[n] for n in LOSS_NAMES]
+        for tracker, value in zip(self.loss_trackers, values):
+            value = tf.where(keep > 0, value, tf.zeros_like(value))
+            tracker.update_state(value, sample_weight=keep)
+        self.skipped_tracker.update_state(skipped)
+        # an epoch whose steps were all skipped has no mean loss (nan, not 0)
+        result = {t.name: tf.where(t.count > 0, t.result(), float("nan"))
+                  for t in self.loss_trackers}
+        result["skipped_steps"] = self.skipped_tracker.result()
+        result["loss_scale"] = tf.identity(self.optimizer.dynamic_scale)
+        return result
 
     def train_step(self, data):
         inputs = self._model_inputs(data)
+        scaler = self.optimizer if isinstance(self.optimizer,
+                                              keras.optimizers.LossScaleOptimizer) else None
         with tf.GradientTape() as tape:
             outputs = self(inputs, training=True)
             losses = self.compute_mrcnn_losses(inputs, outputs)
@@ -147,11 +193,41 @@ class TrainingModel(keras.Model):
             objective = total + decay
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = objective / tf.cast(replicas, objective.dtype)
+            if scaler is not None:
+                scaled = scaler.scale_loss(scaled)
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
-        return self._update(total + decay, losses)
+        if scaler is None:
+            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+            return self._update(total + decay, losses)
+        grads = self._same_finiteness_everywhere([g for g, _ in pairs])
+        pairs = list(zip(grads, [v for _, v in pairs]))
+        # the scale halves exactly when the optimizer skips the step (gradients not
+        # finite); the same answer on every replica, since it reads the shared variable
+        before = tf.identity(scaler.dynamic_scale)
+        with tf.control_dependencies([before]):
+            self.optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+        # (reads and writes of one variable keep their program order in a tf.function)
+        skipped = tf.cast(tf.less(tf.identity(scaler.dynamic_scale), before), tf.float32)
+        return self._update(total + decay, losses, skipped)
+
+    @staticmethod
+    def _same_finiteness_everywhere(grads):
+        """Keras' LossScaleOptimizer decides to apply or skip a step from each replica's
+        own gradients, before they are summed: a replica whose gradients overflowed
+        would skip while the others wait in the all-reduce of the applied step (a hang
+        until the collective timeout). Agree first: when any replica's gradients are
+        not finite, every replica's become NaN, so all of them skip."""
+        strategy = tf.distribute.get_strategy()
+        context = tf.distribute.get_replica_context()
+        if context is None or strategy.num_replicas_in_sync <= 1:
+            return grads
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        overflowed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        1.0 - tf.cast(finite, tf.float32))
+        poison = tf.where(overflowed > 0, float("nan"), 0.0)
+        return [g + tf.cast(poison, g.dtype) for g in grads]
 
     def test_step(self, data):
         inputs = self._model_inputs(data)
@@ -205,8 +281,11 @@ class ClassicCheckpoint(keras.callbacks.Callback):
     history logger.
     """
 
-    def __init__(self, checkpoint_path, probe=None, save_every=1, save_best=True, best=None):
+    def __init__(self, checkpoint_path, probe=None, save_every=1, save_best=True, best=None,
+                 write=True):
         super().__init__()
+        # write=False (a multi-worker run's other workers): check, never save
+        self.write = bool(write)
         if int(save_every) < 1:
             raise ValueError("save_every={!r}: save every N epochs, N >= 1".format(save_every))
         self.checkpoint_path = checkpoint_path
@@ -240,6 +319,9 @@ class ClassicCheckpoint(keras.callbacks.Callback):
 
     def _save(self, epoch):
         path = self.checkpoint_path.format(epoch=epoch + 1)
+        self._unsaved_epoch = None
+        if not self.write:
+            return None
         save_weights_classic(self.model, path)
         self.saved.append(path)
         self._unsaved_epoch = None
@@ -268,7 +350,8 @@ class ClassicCheckpoint(keras.callbacks.Callback):
             self.best is None or float(value) < self.best)
         if improved and self.save_best:
             self.best = float(value)
-            save_weights_classic(self.model, self.best_path)
+            if self.write:
+                save_weights_classic(self.model, self.best_path)
         self.last = {"epoch": epoch + 1, "checkpoint": path and os.path.basename(path),
                      "best": bool(improved and self.save_best), "monitor": monitor}
 
@@ -431,18 +514,32 @@ class StepLossLogger(keras.callbacks.Callback):
 
     Keras hands callbacks the running mean of the epoch; the step's own value is
     recovered as mean_k * k - mean_(k-1) * (k-1).
+
+    loss_scaling=True (COMPUTE_DTYPE "float16"): two more columns, ``loss_scale`` (the
+    dynamic loss scale after the step) and ``skipped`` (1 when the step's scaled
+    gradients overflowed, so the optimizer skipped it: no weight changed). A skipped
+    step is not divergence: its losses are left out of the epoch means and written as
+    nan. Training stops only when the loss scale falls below MIN_LOSS_SCALE, i.e. the
+    gradients overflow float16 even unscaled.
     """
 
-    COLUMNS = ("step", "epoch", "loss") + LOSS_NAMES
+    BASE_COLUMNS = ("step", "epoch", "loss") + LOSS_NAMES
+    COLUMNS = BASE_COLUMNS
+    SCALING_COLUMNS = ("loss_scale", "skipped")
+    MIN_LOSS_SCALE = 1.0
 
-    def __init__(self, log_dir, steps_per_epoch, write=True, initial_epoch=0):
+    def __init__(self, log_dir, steps_per_epoch, write=True, initial_epoch=0,
+                 loss_scaling=False):
         super().__init__()
         self.log_dir = log_dir
         self.steps_per_epoch = int(steps_per_epoch)
         self.write = write
         self.initial_epoch = int(initial_epoch)
+        self.loss_scaling = bool(loss_scaling)
+        self.COLUMNS = self.BASE_COLUMNS + (self.SCALING_COLUMNS if loss_scaling else ())
         self.epoch = 0
         self.message = None
+        self.skipped_steps = 0
         self._writer = None
         self._csv = None
         self._csv_file = None
@@ -456,9 +553,10 @@ class StepLossLogger(keras.callbacks.Callback):
         if not os.path.exists(self.csv_path):
             return []
         kept = []
+        lengths = (len(self.BASE_COLUMNS), len(self.BASE_COLUMNS) + len(self.SCALING_COLUMNS))
         with open(self.csv_path, newline="") as f:
             for row in csv.reader(f):
-                if len(row) != len(self.COLUMNS) or row[0] == "step":
+                if len(row) not in lengths or row[0] == "step":
                     continue  # the header, or a row cut short by a kill
                 try:
                     step = int(row[0])
@@ -466,6 +564,9 @@ class StepLossLogger(keras.callbacks.Callback):
                 except ValueError:
                     continue
                 if step <= last_step:
+                    # rows of a run with(out) loss scaling: the columns of this one
+                    row = row[:len(self.COLUMNS)]
+                    row += ["nan"] * (len(self.COLUMNS) - len(row))
                     kept.append(row)
         return kept
 
@@ -490,20 +591,45 @@ class StepLossLogger(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self._previous = {}
+        self._skipped_before = 0.0
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         values = {}
+        # the number of steps in the means so far (skipped steps are not)
+        skipped_total = float(logs.get("skipped_steps", 0.0))
+        skipped = self.loss_scaling and skipped_total > self._skipped_before
+        self._skipped_before = skipped_total
+        count = batch + 1 - int(round(skipped_total))
         for name in ("loss",) + LOSS_NAMES:
             if name not in logs:
                 continue
             mean = float(logs[name])
             prev = self._previous.get(name)
-            values[name] = mean if batch == 0 or prev is None else mean * (batch + 1) - prev * batch
-            self._previous[name] = mean
+            if skipped:
+                values[name] = float("nan")  # not computed into the means; see above
+            else:
+                values[name] = mean if count == 1 or prev is None else \
+                    mean * count - prev * (count - 1)
+                self._previous[name] = mean
         # global step: continues across train() calls and resumed runs
         step = self.epoch * self.steps_per_epoch + batch + 1
-        bad = [n for n, v in values.items() if not math.isfinite(v)]
+        scale = float(logs.get("loss_scale", float("nan")))
+        if skipped:
+            self.skipped_steps += 1
+            log.info("step %d: float16 gradients overflowed at loss scale %g; the step was "
+                     "skipped and the scale halved", step, scale * 2)
+            if scale < self.MIN_LOSS_SCALE:
+                self.message = (
+                    "training stopped at step {} (epoch {}, batch {}): the float16 gradients "
+                    "overflow even without loss scaling (loss scale {:g} after {} skipped "
+                    "steps); the weights diverged or do not fit float16. Lower the learning "
+                    "rate, or train with COMPUTE_DTYPE = 'bfloat16' or 'float32'."
+                    .format(step, self.epoch + 1, batch + 1, scale, self.skipped_steps))
+                self.model.stop_training_reason = self.message
+                self.model.stop_training = True
+                return
+        bad = [n for n, v in values.items() if not math.isfinite(v)] if not skipped else []
         if bad:
             name = next((n for n in LOSS_NAMES if n in bad), bad[0])
             self.message = ("training stopped at step {} (epoch {}, batch {}): {} is {}. "
@@ -518,9 +644,13 @@ class StepLossLogger(keras.callbacks.Callback):
             with self._writer.as_default():
                 for name, v in values.items():
                     tf.summary.scalar("step/" + name, v, step=step)
-            self._csv.writerow([step, self.epoch + 1] +
-                               ["{:.9g}".format(values.get(n, float("nan")))
-                                for n in ("loss",) + LOSS_NAMES])
+                if self.loss_scaling:
+                    tf.summary.scalar("step/loss_scale", scale, step=step)
+            row = [step, self.epoch + 1] + ["{:.9g}".format(values.get(n, float("nan")))
+                                            for n in ("loss",) + LOSS_NAMES]
+            if self.loss_scaling:
+                row += ["{:.9g}".format(scale), int(skipped)]
+            self._csv.writerow(row)
             self._csv_file.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -563,7 +693,16 @@ class SkippedImagesLogger(keras.callbacks.Callback):
 
 def make_optimizer(config, learning_rate):
     """The Keras optimizer of Config.OPTIMIZER: SGD with momentum (classic) or AdamW
-    with decoupled weight decay, both with global-norm clipping at GRADIENT_CLIP_NORM."""
+    with decoupled weight decay, both with global-norm clipping at GRADIENT_CLIP_NORM.
+    COMPUTE_DTYPE "float16" wraps it in a LossScaleOptimizer (dynamic loss scaling; the
+    gradients are unscaled before they are clipped)."""
+    optimizer = _base_optimizer(config, learning_rate)
+    if getattr(config, "COMPUTE_DTYPE", "float32") == "float16":
+        return keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _base_optimizer(config, learning_rate):
     if config.OPTIMIZER == "AdamW":
         optimizer = keras.optimizers.AdamW(learning_rate=learning_rate,
                                            weight_decay=config.WEIGHT_DECAY,
@@ -576,17 +715,181 @@ def make_optimizer(config, learning_rate):
                                 global_clipnorm=config.GRADIENT_CLIP_NORM)
 
 
-def make_strategy(config):
-    """tf.distribute strategy for config.GPU_COUNT.
+def make_strategy(config, strategy=None):
+    """tf.distribute strategy for training.
 
-    GPU_COUNT > 1: MirroredStrategy over the visible GPUs (or the CPU when there is
-    none, with a warning). Otherwise the default strategy.
+    strategy: one of your own (a MultiWorkerMirroredStrategy you made) is used as is.
+    Otherwise, when the TF_CONFIG environment variable names a cluster of more than one
+    task: MultiWorkerMirroredStrategy (one per process, see ``multi_worker_strategy``).
+    GPU_COUNT > 1: MirroredStrategy over the visible GPUs (on a machine without GPUs,
+    over as many logical CPU devices as are configured, else the CPU with a warning).
+    Otherwise the default strategy.
     """
+    if strategy is not None:
+        return strategy
+    cluster = tf_config_cluster()
+    if cluster is not None:
+        return multi_worker_strategy()
     if config.GPU_COUNT <= 1:
         return tf.distribute.get_strategy()
     gpus = tf.config.list_logical_devices("GPU")
+    if not gpus:
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(cpus) >= config.GPU_COUNT:
+            # logical CPU devices (tf.config.set_logical_device_configuration): one
+            # replica each, as on GPUs (the tests use this)
+            return tf.distribute.MirroredStrategy(
+                devices=[c.name for c in cpus[:config.GPU_COUNT]])
     if len(gpus) < config.GPU_COUNT:
         log.warning("GPU_COUNT=%d but %d GPU(s) visible; training on %s", config.GPU_COUNT,
                     len(gpus), [g.name for g in gpus] or "the CPU")
     devices = [g.name for g in gpus[:config.GPU_COUNT]] or ["/cpu:0"]
     return tf.distribute.MirroredStrategy(devices=devices)
+
+
+############################################################
+#  Multi-worker training (TF_CONFIG)
+############################################################
+
+# seconds a collective (gradient all-reduce) may wait for the other workers before the
+# step fails; MRCNN_COLLECTIVE_TIMEOUT overrides it. A worker that dies makes the others
+# fail within about this time (or sooner: the strategy's health checks notice a peer
+# that went away).
+COLLECTIVE_TIMEOUT = 60
+
+_MULTI_WORKER = []
+
+
+class XlaNotSupported(ValueError):
+    """jit_compile=True, but XLA cannot compile the train step; the message says why."""
+
+
+def is_xla_failure(error):
+    """Whether an exception from the first training step is XLA refusing the graph."""
+    text = str(error)
+    return isinstance(error, tf.errors.OpError) and any(
+        w in text for w in ("XLA_", "xla_compile", "tf2xla", "XlaCompile",
+                            "compile graph", "OpKernel for XLA"))
+
+
+class WorkerLost(RuntimeError):
+    """Multi-worker training stopped because another worker went away; the message says
+    how to restart."""
+
+
+def tf_config_cluster():
+    """The cluster of the TF_CONFIG environment variable (a dict of task type to
+    addresses) when it names more than one task, else None. A malformed TF_CONFIG
+    raises ValueError saying what is wrong."""
+    import json
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        cluster = value.get("cluster") or {}
+        task = value.get("task") or {}
+    except (ValueError, AttributeError):
+        raise ValueError("TF_CONFIG is not a JSON object like {\"cluster\": {\"worker\": "
+                         "[\"host1:port\", \"host2:port\"]}, \"task\": {\"type\": "
+                         "\"worker\", \"index\": 0}}: %r" % text[:200]) from None
+    tasks = sum(len(cluster.get(t) or []) for t in ("chief", "worker"))
+    if tasks <= 1:
+        return None
+    if task.get("type") not in ("chief", "worker") or not isinstance(task.get("index"), int) \
+            or task["index"] >= len(cluster.get(task.get("type")) or []):
+        raise ValueError("TF_CONFIG names a cluster of {} tasks but its task {!r} is not one "
+                         "of them; set \"task\": {{\"type\": \"worker\", \"index\": i}} "
+                         "with i this process's place in cluster.worker".format(tasks, task))
+    return cluster
+
+
+def multi_worker_strategy():
+    """The process's MultiWorkerMirroredStrategy (made on first use: TensorFlow allows
+    one per process), with collectives that time out after COLLECTIVE_TIMEOUT seconds
+    (MRCNN_COLLECTIVE_TIMEOUT) instead of waiting forever for a dead worker."""
+    if not _MULTI_WORKER:
+        timeout = float(os.environ.get("MRCNN_COLLECTIVE_TIMEOUT", COLLECTIVE_TIMEOUT))
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+        try:
+            strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except RuntimeError as e:
+            if "program startup" not in str(e):
+                raise
+            raise RuntimeError(
+                "TF_CONFIG names a cluster, so this process trains as a worker of "
+                "MultiWorkerMirroredStrategy, which TensorFlow must set up before it runs "
+                "any operation; this script ran TensorFlow operations first. Build the "
+                "training model (MaskRCNN(mode='training', ...)) or call "
+                "mrcnn.training.multi_worker_strategy() at the start of the script, before "
+                "other TensorFlow work (or unset TF_CONFIG to train alone).") from None
+        _MULTI_WORKER.append(strategy)
+    return _MULTI_WORKER[0]
+
+
+def worker_place(strategy):
+    """(index, count, is_chief) of this process among the strategy's workers: chief
+    first, then the workers in TF_CONFIG's order. (0, 1, True) without a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 0, 1, True
+    cluster = resolver.cluster_spec().as_dict()
+    chiefs = len(cluster.get("chief") or [])
+    count = chiefs + len(cluster.get("worker") or [])
+    if count <= 1:
+        return 0, 1, True
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    index = task_id if task_type == "chief" else chiefs + task_id
+    return index, count, index == 0
+
+
+def is_collective_failure(error):
+    """Whether an exception from a training step is a failed exchange with the other
+    workers (a worker died, or the network went away)."""
+    return isinstance(error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                              tf.errors.CancelledError, tf.errors.AbortedError,
+                              tf.errors.InternalError)) and \
+        any(word in str(error).lower() for word in (
+            "collective", "unavailable", "deadline", "timeout", "timed out", "peer",
+            "socket", "connect", "abort", "cancel", "health"))
+
+
+def xla_gist(error):
+    """The op XLA could not compile, from its error."""
+    m = re.search(r"No registered '(\w+)' OpKernel for XLA", str(error)) or \
+        re.search(r"unsupported operations[^:]*: (\w+)", str(error))
+    if m:
+        return "no XLA kernel for the op {}".format(m.group(1))
+    m = re.search(r"(Dynamic input[^\n]{0,120}|[^\n]*dynamic[^\n]{0,120})", str(error))
+    return m.group(1).strip() if m else error_gist(error)
+
+
+def error_gist(error):
+    """The telling line of a TensorFlow error (whose first line is often just 'Graph
+    execution error:')."""
+    lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+    for line in lines:
+        if any(w in line.lower() for w in ("connection", "timed out", "deadline", "peer",
+                                           "unavailable", "health", "heartbeat", "abort")):
+            return line[:300]
+    return lines[0][:300] if lines else ""
+
+
+def xla_not_supported(error):
+    """The XlaNotSupported error for a first step XLA could not compile."""
+    return XlaNotSupported(
+        "jit_compile=True: XLA cannot compile this Mask R-CNN train step ({}). Parts of "
+        "the graph have no XLA kernel or data-dependent shapes (ROIAlign's "
+        "crop_and_resize, the proposals' non-max suppression, the ROI sampling of the "
+        "detection targets). Train with jit_compile=False (Config.TRAIN_JIT_COMPILE = "
+        "False, the default); no step was applied.".format(xla_gist(error)))
+
+
+def worker_lost(error, index, count):
+    """The WorkerLost error of worker ``index`` of ``count`` for a failed exchange."""
+    return WorkerLost(
+        "worker {} of {}: the exchange with the other workers failed ({}: {}). Another "
+        "worker probably died or became unreachable. Stop every worker and start them all "
+        "again with the same command and the last checkpoint (--weights last, or "
+        "load_weights(model.find_last())); training continues from the chief's last saved "
+        "epoch.".format(index, count, type(error).__name__, error_gist(error)))

@@ -464,11 +464,11 @@ def test_samples_pick_the_backbone_of_the_weights_they_name(tmp_path):
     assert SAMPLE.config.BACKBONE == "resnet50"
     train, infer = configs(SAMPLE, args("coco"))
     assert train.BACKBONE == infer.BACKBONE == "resnet101"
-    assert train.backbone_note == "BACKBONE = resnet101 to match the weights (the config " \
+    assert train._backbone_note == "BACKBONE = resnet101 to match the weights (the config " \
                                   "says resnet50)"
     r50 = write_classic_h5(str(tmp_path / "r50.h5"), resnet_layout(50))
     assert configs(SAMPLE, args(r50))[0].BACKBONE == "resnet50"
-    assert configs(SAMPLE, args(r50))[0].backbone_note is None
+    assert configs(SAMPLE, args(r50))[0]._backbone_note is None
     assert configs(SAMPLE, args("imagenet"))[0].BACKBONE == "resnet50"
     # an explicit --set wins (and a mismatch is then refused at load, with the fix)
     assert configs(SAMPLE, args("coco", "BACKBONE=resnet50"))[0].BACKBONE == "resnet50"

@@ -149,15 +149,30 @@ def classify(tokens):
     return None
 
 
+def launched(tokens):
+    """``mrcnn launch [options] -- WORKER...``: the launcher's own command and the
+    worker's (``mrcnn WORKER...``, or ``python script.py ...``), each checked on its own;
+    other commands as they are."""
+    if len(tokens) > 1 and tokens[0] in ("mrcnn", ".venv/bin/mrcnn") and \
+            tokens[1] == "launch" and "--" in tokens:
+        k = tokens.index("--")
+        worker = tokens[k + 1:]
+        if worker and worker[0].endswith(".py"):
+            return [tokens[:k], ["python"] + worker]
+        return [tokens[:k], [tokens[0]] + worker] if worker else [tokens[:k]]
+    return [tokens]
+
+
 def documented_commands():
     """[(id, tokens, classification)] over COMMAND_DOCS."""
     out = []
     for path in COMMAND_DOCS:
         for number, line in command_lines(read(path)):
-            for tokens in split_command(line):
-                kind = classify(tokens)
-                if kind is not None:
-                    out.append(("{}:{}".format(rel(path), number), tokens, kind))
+            for whole in split_command(line):
+                for tokens in launched(whole):
+                    kind = classify(tokens)
+                    if kind is not None:
+                        out.append(("{}:{}".format(rel(path), number), tokens, kind))
     return out
 
 

@@ -15,6 +15,7 @@ TF_FREE = [
     "mrcnn.datasets.split", "mrcnn.masks", "mrcnn.boxes", "mrcnn.molding",
     "mrcnn.rpn_targets", "mrcnn.anchors", "mrcnn.imageops", "mrcnn.metrics",
     "mrcnn.augment", "mrcnn.evaluate", "mrcnn.visualize", "mrcnn.inference_model",
+    "mrcnn.launch",
     "openimages", "openimages.__main__", "openimages.classes", "openimages.coco_export",
     "openimages.dataset", "openimages.download", "openimages.metadata", "openimages.names",
     "openimages.net", "openimages.partfiles", "openimages.rangezip",

@@ -514,7 +514,7 @@ def test_cli_torchvision_coco_builds_torchvisions_architecture():
         assert cls.RPN_HEAD_CHANNELS == 256 and not cls.CLASSIF_HEAD_BN
         assert cls.BOX_NORMALIZATION == "scale" and cls.NUM_CLASSES == 3
         assert cls.RPN_NMS_THRESHOLD == 0.6  # --set wins
-    assert "torchvision's architecture" in train.backbone_note
+    assert "torchvision's architecture" in train._backbone_note
 
 
 # ----------------------------------------------------------------- fine-tuning

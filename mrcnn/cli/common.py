@@ -319,7 +319,8 @@ def configs(sample, args, class_names=None, weights_path=None):
     """(training config class, inference config class), with --config (or the run's
     config.json), --set, the backbone of --weights and, for samples whose classes come
     from the data, NUM_CLASSES from class_names applied; CliError when a value is
-    refused. The classes carry ``backbone_note`` when the backbone was changed."""
+    refused. The classes carry ``_backbone_note`` (not a config value) when the
+    backbone was changed."""
     train, infer, _ = base_config_class(sample, args, weights_path)
     try:
         overrides = parse_overrides(getattr(args, "set", None) or [])
@@ -338,7 +339,7 @@ def configs(sample, args, class_names=None, weights_path=None):
         raise CliError(str(e))
     if flavour:
         note = "; ".join(n for n in (note, flavour) if n)
-    train.backbone_note = infer.backbone_note = note
+    train._backbone_note = infer._backbone_note = note
     return train, infer
 
 

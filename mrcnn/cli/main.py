@@ -22,6 +22,8 @@ DELEGATES = {
                            "(python -m mrcnn.demo)"),
     "modelcard": ("mrcnn.modelcard", "write MODEL_CARD.md for trained weights "
                                      "(python -m mrcnn.modelcard)"),
+    "launch": ("mrcnn.launch", "start N local workers of one multi-worker training run: "
+                               "launch --workers N -- train ... (python -m mrcnn.launch)"),
 }
 
 
@@ -273,7 +275,8 @@ def delegate(command, argv):
     argv = [a for a in argv if a != "--verbose"]
     logs.setup(verbose)
     weights = _option_value(argv, "--weights")
-    if weights and _option_value(argv, "--config") is None and "-h" not in argv and \
+    if command != "launch" and weights and _option_value(argv, "--config") is None and \
+            "-h" not in argv and \
             "--help" not in argv:
         saved = os.path.join(os.path.dirname(os.path.abspath(weights)), "config.json")
         if os.path.isfile(saved):

@@ -145,7 +145,10 @@ def cmd_train(sample, args):
     os.makedirs(model.log_dir, exist_ok=True)
     budget = TimeBudget(args.minutes) if args.minutes else None
 
-    rows = [("run", model.log_dir),
+    index, count, chief = model.worker
+    rows = [("run", model.log_dir if chief else
+             "{} (worker {} of {}: the chief writes the run under {})".format(
+                 model.log_dir, index, count, args.logs)),
             ("data", data_line(args, train, val, loader_record)),
             ("classes", _names(list(train.class_names[1:]))),
             ("config", "{} ({}){}".format(type(config).__name__, config_source(sample, args),
@@ -153,13 +156,17 @@ def cmd_train(sample, args):
             ("weights", "{}{}".format(args.weights, " ({})".format(path) if path and
                                       path != args.weights else "") +
              (", resuming after epoch {}".format(start) if start else "") +
-             ("; " + train_cls.backbone_note if train_cls.backbone_note else "")),
+             ("; " + train_cls._backbone_note if train_cls._backbone_note else "")),
             ("schedule", describe_stages(stages, start)),
             ("steps", "{} per epoch, {} validation, batch {} ({} x {} GPU), images {}x{}".format(
                 config.STEPS_PER_EPOCH, config.VALIDATION_STEPS if val is not None else 0,
                 config.BATCH_SIZE, config.IMAGES_PER_GPU, config.GPU_COUNT,
                 config.IMAGE_SHAPE[0], config.IMAGE_SHAPE[1]) +
              (", time budget {:g} min".format(args.minutes) if args.minutes else ""))]
+    if count > 1:
+        rows.append(("workers", "{} (TF_CONFIG; this is {}{}), global batch {}".format(
+            count, "worker {}".format(index), ", the chief" if chief else "",
+            config.BATCH_SIZE * count)))
     print(run_block(rows), flush=True)
 
     save_config(config, os.path.join(model.log_dir, "config.json"))
