@@ -147,7 +147,10 @@ def test_detect_reads_class_names_and_config_beside_the_weights(coco_run, tmp_pa
     images = coco_run["root"] / "data" / "images"
     written, out, _ = run_main(["detect", "--weights", "last", "--logs", str(coco_run["logs"]),
                                 "--image", str(images), "--out", str(out_dir),
-                                "--min-confidence", "0"], capsys)
+                                "--min-confidence", "0",
+                                # a candidate per class per ROI: a one-epoch model whose ROIs
+                                # all argmax to BG would otherwise detect nothing
+                                "--set", "DETECTION_PER_CLASS=True"], capsys)
     assert [os.path.basename(p) for p in written] == [s + "_detections.png" for s in stems()]
     with open(out_dir / "detections.json") as f:
         records = json.load(f)

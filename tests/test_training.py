@@ -15,6 +15,11 @@ from tiny_configs import tiny_config_class
 
 # ResNet-50 (the classic layer names the presets match), 64 px, 2 steps per epoch
 TinyConfig = tiny_config_class("tiny", backbone="resnet50", LEARNING_RATE=0.001)
+# the small backbone at the same size, anchors and checkpoint names, for the tests of the
+# training loop itself (no layer preset or classic layer name involved): 2-3x faster
+FastConfig = tiny_config_class("tiny", backbone="small", LEARNING_RATE=0.001,
+                               IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+                               RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128))
 
 
 def shapes(count=6, seed=1):
@@ -108,7 +113,7 @@ def test_every_loss_logged_per_epoch_and_per_step_without_double_counting(staged
 def test_second_train_call_reports_the_same_losses_not_double(tmp_path):
     # learning rate 0: the weights cannot move, and the same seed feeds the same batches,
     # so a second train() call must report exactly the losses of the first
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     a = model.train(shapes(4), None, 0.0, epochs=1, layers="heads", seed=3, verbose=0)
     b = model.train(shapes(4), None, 0.0, epochs=2, layers="all", seed=3, verbose=0)
     for name in ("rpn_class_loss", "rpn_bbox_loss"):
@@ -150,7 +155,7 @@ def test_checkpoints_have_classic_names_and_resume_continues(staged_run):
 
 def test_nan_loss_stops_training_with_step_and_loss(tmp_path):
     # a learning rate that blows the weights up makes the losses NaN within two steps
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     with pytest.raises(TrainingDiverged) as e:
         model.train(shapes(3), None, 1e30, epochs=1, layers="heads", verbose=0)
     message = str(e.value)
@@ -170,13 +175,13 @@ def test_nan_pixels_are_refused_with_the_image_named(tmp_path):
     d = NaNShapes()
     d.load_shapes(3, 64, 64, seed=1)
     d.prepare()
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     with pytest.raises(Exception, match=r"image_id \d \(shapes image \d.*NaN or infinite"):
         model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0)
 
 
 def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(tmp_path):
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     chosen = model.set_trainable(r"rpn_class_raw|mrcnn_mask", verbose=0)
     assert sorted(chosen) == ["mrcnn_mask", "rpn_class_raw"]
     names = {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
@@ -186,7 +191,7 @@ def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(tmp_path):
 
 
 def test_training_without_rpn_rois(tmp_path):
-    class NoRpn(TinyConfig):
+    class NoRpn(FastConfig):
         USE_RPN_ROIS = False
     model = modellib.MaskRCNN("training", NoRpn(), str(tmp_path))
     before = snapshot(model.keras_model)
@@ -199,11 +204,11 @@ def test_training_without_rpn_rois(tmp_path):
     assert history.history["mrcnn_bbox_loss"][0] > 0
     changed = changed_layers(before, snapshot(model.keras_model))
     assert {"mrcnn_mask", "mrcnn_mask_conv1", "mrcnn_bbox_fc", "mrcnn_class_logits"} <= changed
-    assert not any(n.startswith(("res", "bn", "conv1")) for n in changed)
+    assert not any(n.startswith("small") for n in changed)   # the backbone stays frozen
 
 
 def test_gt_boxes_among_proposals_give_every_step_positives(tmp_path):
-    class WithGt(TinyConfig):
+    class WithGt(FastConfig):
         TRAIN_ROIS_INCLUDE_GT = True
         STEPS_PER_EPOCH = 3
     model = modellib.MaskRCNN("training", WithGt(), str(tmp_path))
@@ -217,7 +222,7 @@ def test_gt_boxes_among_proposals_give_every_step_positives(tmp_path):
 
 
 def test_gpu_count_two_falls_back_on_a_cpu_only_machine(tmp_path):
-    class Two(TinyConfig):
+    class Two(FastConfig):
         GPU_COUNT = 2
     model = modellib.MaskRCNN("training", Two(), str(tmp_path))
     assert model.strategy.num_replicas_in_sync >= 1

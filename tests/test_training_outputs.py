@@ -8,10 +8,10 @@ import pytest
 
 from mrcnn import model as modellib
 from mrcnn.weights import read_weight_file
-from test_training import TinyConfig, shapes
+from test_training import FastConfig, shapes
 
 
-class OneStep(TinyConfig):
+class OneStep(FastConfig):
     STEPS_PER_EPOCH = 1
 
 

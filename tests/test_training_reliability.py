@@ -19,10 +19,10 @@ from mrcnn.pipeline import NoTrainingSamples
 from mrcnn.training import TrainingDiverged
 from mrcnn.weights import read_weight_file
 from samples.shapes.shapes import ShapesDataset
-from test_training import TinyConfig, read_steps, shapes
+from test_training import FastConfig, read_steps, shapes
 
 
-class OneStep(TinyConfig):
+class OneStep(FastConfig):
     STEPS_PER_EPOCH = 1
 
 
@@ -81,7 +81,7 @@ def test_losses_csv_rows_are_on_disk_when_each_step_ends(tmp_path):
             with open(os.path.join(model.log_dir, "losses.csv")) as f:
                 seen.append(len(list(csv.DictReader(f))))
 
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     model.train(shapes(3), None, 0.001, epochs=1, layers="heads", verbose=0,
                 custom_callbacks=[Peek()])
     # the logger runs before custom callbacks: step k's row is there when it ends
@@ -89,7 +89,7 @@ def test_losses_csv_rows_are_on_disk_when_each_step_ends(tmp_path):
 
 
 def test_resume_keeps_the_header_and_each_finished_step_once(tmp_path):
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     model.train(shapes(3), None, 0.001, epochs=2, layers="heads", verbose=0, seed=1)
     path = os.path.join(model.log_dir, "losses.csv")
     # a run killed in epoch 3 after one finished step and half a row, after the
@@ -98,7 +98,7 @@ def test_resume_keeps_the_header_and_each_finished_step_once(tmp_path):
     with open(path, "a") as f:
         f.write("5,3," + ",".join(["0.5"] * 6) + "\n")
         f.write("6,3,0.4")
-    resumed = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    resumed = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     resumed.load_weights(resumed.find_last(), by_name=True)
     assert resumed.epoch == 2
     resumed.train(shapes(3), None, 0.001, epochs=3, layers="heads", verbose=0, seed=2)
@@ -110,7 +110,7 @@ def test_resume_keeps_the_header_and_each_finished_step_once(tmp_path):
 
 
 def test_an_empty_losses_csv_gets_its_header(tmp_path):
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     os.makedirs(model.log_dir)
     open(os.path.join(model.log_dir, "losses.csv"), "w").close()   # killed before a row
     model.train(shapes(3), None, 0.001, epochs=1, layers="heads", verbose=0)
@@ -132,7 +132,7 @@ def test_all_images_skipped_fails_fast_with_the_count_and_the_reason(tmp_path):
     d = NoInstances()
     d.load_shapes(5, 64, 64, seed=1)
     d.prepare()
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     with pytest.raises(NoTrainingSamples) as e:
         model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0)
     message = str(e.value)
@@ -150,7 +150,7 @@ def test_skipped_images_are_warned_with_a_count(tmp_path, caplog):
     d = SomeEmpty()
     d.load_shapes(3, 64, 64, seed=1)
     d.prepare()
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     with caplog.at_level(logging.WARNING, logger="mrcnn"):
         model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0, seed=0)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -173,7 +173,9 @@ def test_a_load_mask_error_reaches_the_caller_as_itself_naming_the_image(tmp_pat
     d = TruncatedMask()
     d.load_shapes(3, 64, 64, seed=1)
     d.prepare()
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    class ThreeSteps(FastConfig):
+        STEPS_PER_EPOCH = 3     # one pass over the 3 images: image 2 is always reached
+    model = modellib.MaskRCNN("training", ThreeSteps(), str(tmp_path))
     with pytest.raises(OSError) as e:
         model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0)
     assert type(e.value) is OSError          # not tf.errors.UnknownError
@@ -190,6 +192,6 @@ def test_a_validation_load_image_error_reaches_the_caller_as_itself(tmp_path):
     v = BadImage()
     v.load_shapes(2, 64, 64, seed=2)
     v.prepare()
-    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
     with pytest.raises(ValueError, match=r"image_id \d.*cannot decode"):
         model.train(shapes(3), v, 0.001, epochs=1, layers="heads", verbose=0)
