@@ -35,7 +35,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .boxes import extract_bboxes
-from .metrics import compute_ap, compute_ap_range
+from .metrics import RANGE_THRESHOLDS, compute_ap_thresholds
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
               "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -311,13 +311,14 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
             masks = np.zeros(gt_masks.shape[:2] + (0,), dtype=bool)
         args = (gt_boxes, gt_class_ids, gt_masks, rois, np.asarray(r["class_ids"]),
                 np.asarray(r["scores"]), masks)
-        ap = compute_ap(*args, iou_threshold=iou_threshold)[0]
-        ap_range = compute_ap_range(*args, verbose=0)
+        # one mask-IoU computation for every threshold (the classic code did one per call)
+        aps = compute_ap_thresholds(*args, [iou_threshold] + extra + list(RANGE_THRESHOLDS))
+        ap_range = np.mean(aps[1 + len(extra):])
         row = {"image_id": int(image_id), "reference": dataset.image_reference(image_id),
-               "AP": float(ap), "AP_range": float(ap_range),
+               "AP": float(aps[0]), "AP_range": float(ap_range),
                "num_gt": int(gt_class_ids.shape[0]), "num_pred": int(rois.shape[0])}
-        for t in extra:
-            row["AP@{:g}".format(t)] = float(compute_ap(*args, iou_threshold=t)[0])
+        for t, ap in zip(extra, aps[1:]):
+            row["AP@{:g}".format(t)] = float(ap)
         rows.append(row)
     scored = [row for row in rows if not math.isnan(row["AP"])]
 

@@ -16,6 +16,70 @@ import numpy as np
 from .boxes import compute_overlaps, trim_zeros
 from .masks import compute_overlaps_masks
 
+# compute_ap_range's default thresholds: 0.5:0.95:0.05
+RANGE_THRESHOLDS = np.arange(0.5, 1.0, 0.05)
+
+
+def _prepare(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
+             pred_masks):
+    """Padding dropped, predictions in descending score order, and their mask IoUs
+    with the ground truth: (gt_class_ids, pred_class_ids, overlaps [M, N])."""
+    gt_boxes = trim_zeros(np.asarray(gt_boxes).reshape(-1, 4))
+    gt_masks = np.asarray(gt_masks)[..., :gt_boxes.shape[0]]
+    gt_class_ids = np.asarray(gt_class_ids)
+    pred_boxes = trim_zeros(np.asarray(pred_boxes).reshape(-1, 4))
+    pred_scores = np.asarray(pred_scores)[:pred_boxes.shape[0]]
+    pred_class_ids = np.asarray(pred_class_ids)
+    pred_masks = np.asarray(pred_masks)
+
+    indices = np.argsort(pred_scores)[::-1]
+    pred_class_ids = pred_class_ids[indices]
+    pred_masks = pred_masks[..., indices]
+    return gt_class_ids, pred_class_ids, compute_overlaps_masks(pred_masks, gt_masks)
+
+
+def _match(gt_class_ids, pred_class_ids, overlaps, iou_threshold, score_threshold=0.0):
+    """The classic greedy matching on precomputed overlaps (see compute_matches)."""
+    pred_match = -1 * np.ones([overlaps.shape[0]])
+    gt_match = -1 * np.ones([overlaps.shape[1]])
+    for i in range(len(pred_match)):
+        sorted_ixs = np.argsort(overlaps[i])[::-1]
+        low_score_idx = np.where(overlaps[i, sorted_ixs] < score_threshold)[0]
+        if low_score_idx.size > 0:
+            sorted_ixs = sorted_ixs[:low_score_idx[0]]
+        for j in sorted_ixs:
+            if gt_match[j] > -1:
+                continue
+            if overlaps[i, j] < iou_threshold:
+                break
+            if pred_class_ids[i] == gt_class_ids[j]:
+                gt_match[j] = i
+                pred_match[i] = j
+                break
+    return gt_match, pred_match
+
+
+def _average_precision(gt_match, pred_match):
+    """(mAP, precisions, recalls) of one matching, classic interpolation."""
+    hits = np.cumsum(pred_match > -1)
+    precisions = hits / (np.arange(len(pred_match)) + 1)
+    if len(gt_match) == 0:
+        recalls = np.full(len(pred_match), np.nan, dtype=np.float32)
+    else:
+        recalls = hits.astype(np.float32) / len(gt_match)
+
+    precisions = np.concatenate([[0], precisions, [0]])
+    recalls = np.concatenate([[0], recalls, [1]])
+    # Precision at each recall is the best precision at any higher recall.
+    for i in range(len(precisions) - 2, -1, -1):
+        precisions[i] = np.maximum(precisions[i], precisions[i + 1])
+    if len(gt_match) == 0:
+        return float("nan"), precisions, recalls
+
+    indices = np.where(recalls[:-1] != recalls[1:])[0] + 1
+    mAP = np.sum((recalls[indices] - recalls[indices - 1]) * precisions[indices])
+    return mAP, precisions, recalls
+
 
 def compute_matches(gt_boxes, gt_class_ids, gt_masks,
                     pred_boxes, pred_class_ids, pred_scores, pred_masks,
@@ -36,36 +100,10 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks,
         pred_match: [M] index of the matched ground truth, -1 if none (score order).
         overlaps: [M, N] mask IoUs, predictions in score order.
     """
-    gt_boxes = trim_zeros(np.asarray(gt_boxes).reshape(-1, 4))
-    gt_masks = np.asarray(gt_masks)[..., :gt_boxes.shape[0]]
-    gt_class_ids = np.asarray(gt_class_ids)
-    pred_boxes = trim_zeros(np.asarray(pred_boxes).reshape(-1, 4))
-    pred_scores = np.asarray(pred_scores)[:pred_boxes.shape[0]]
-    pred_class_ids = np.asarray(pred_class_ids)
-    pred_masks = np.asarray(pred_masks)
-
-    indices = np.argsort(pred_scores)[::-1]
-    pred_class_ids = pred_class_ids[indices]
-    pred_masks = pred_masks[..., indices]
-
-    overlaps = compute_overlaps_masks(pred_masks, gt_masks)
-
-    pred_match = -1 * np.ones([pred_boxes.shape[0]])
-    gt_match = -1 * np.ones([gt_boxes.shape[0]])
-    for i in range(len(pred_match)):
-        sorted_ixs = np.argsort(overlaps[i])[::-1]
-        low_score_idx = np.where(overlaps[i, sorted_ixs] < score_threshold)[0]
-        if low_score_idx.size > 0:
-            sorted_ixs = sorted_ixs[:low_score_idx[0]]
-        for j in sorted_ixs:
-            if gt_match[j] > -1:
-                continue
-            if overlaps[i, j] < iou_threshold:
-                break
-            if pred_class_ids[i] == gt_class_ids[j]:
-                gt_match[j] = i
-                pred_match[i] = j
-                break
+    gt_class_ids, pred_class_ids, overlaps = _prepare(
+        gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks)
+    gt_match, pred_match = _match(gt_class_ids, pred_class_ids, overlaps, iou_threshold,
+                                  score_threshold)
     return gt_match, pred_match, overlaps
 
 
@@ -85,25 +123,22 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks,
         gt_boxes, gt_class_ids, gt_masks,
         pred_boxes, pred_class_ids, pred_scores, pred_masks,
         iou_threshold)
-
-    hits = np.cumsum(pred_match > -1)
-    precisions = hits / (np.arange(len(pred_match)) + 1)
-    if len(gt_match) == 0:
-        recalls = np.full(len(pred_match), np.nan, dtype=np.float32)
-    else:
-        recalls = hits.astype(np.float32) / len(gt_match)
-
-    precisions = np.concatenate([[0], precisions, [0]])
-    recalls = np.concatenate([[0], recalls, [1]])
-    # Precision at each recall is the best precision at any higher recall.
-    for i in range(len(precisions) - 2, -1, -1):
-        precisions[i] = np.maximum(precisions[i], precisions[i + 1])
-    if len(gt_match) == 0:
-        return float("nan"), precisions, recalls, overlaps
-
-    indices = np.where(recalls[:-1] != recalls[1:])[0] + 1
-    mAP = np.sum((recalls[indices] - recalls[indices - 1]) * precisions[indices])
+    mAP, precisions, recalls = _average_precision(gt_match, pred_match)
     return mAP, precisions, recalls, overlaps
+
+
+def compute_ap_thresholds(gt_boxes, gt_class_ids, gt_masks,
+                          pred_boxes, pred_class_ids, pred_scores, pred_masks,
+                          iou_thresholds):
+    """``compute_ap`` of one image at each IoU threshold, as a list of floats.
+
+    The mask IoUs are computed once for all thresholds (they are most of the cost:
+    a 640x480 image with 100 detections spends about 20 ms on them per call).
+    """
+    gt_class_ids, pred_class_ids, overlaps = _prepare(
+        gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks)
+    return [_average_precision(*_match(gt_class_ids, pred_class_ids, overlaps, t))[0]
+            for t in iou_thresholds]
 
 
 def compute_ap_range(gt_box, gt_class_id, gt_mask,
@@ -115,19 +150,16 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask,
     Returns: float, the mean AP (NaN when the image has no ground truth).
     """
     if iou_thresholds is None:
-        iou_thresholds = np.arange(0.5, 1.0, 0.05)
+        iou_thresholds = RANGE_THRESHOLDS
     iou_thresholds = np.atleast_1d(np.asarray(iou_thresholds, dtype=np.float64))
     if iou_thresholds.size == 0:
         raise ValueError("compute_ap_range: iou_thresholds is empty")
 
-    AP = []
-    for iou_threshold in iou_thresholds:
-        ap, _, _, _ = compute_ap(gt_box, gt_class_id, gt_mask,
-                                 pred_box, pred_class_id, pred_score, pred_mask,
-                                 iou_threshold=iou_threshold)
-        if verbose:
+    AP = compute_ap_thresholds(gt_box, gt_class_id, gt_mask,
+                               pred_box, pred_class_id, pred_score, pred_mask, iou_thresholds)
+    if verbose:
+        for iou_threshold, ap in zip(iou_thresholds, AP):
             print("AP @{:.2f}:\t {:.3f}".format(iou_threshold, ap))
-        AP.append(ap)
     AP = np.array(AP).mean()
     if verbose:
         print("AP @{:.2f}-{:.2f}:\t {:.3f}".format(

@@ -21,7 +21,8 @@ from .imageops import read_image, resize, resize_image, to_rgb_uint8
 from .masks import (MaskError, check_mask, compute_overlaps_masks, expand_mask,
                     minimize_mask, paste_masks_torchvision, resize_mask, unmold_mask,
                     unmold_masks)
-from .metrics import compute_ap, compute_ap_range, compute_matches, compute_recall
+from .metrics import compute_ap, compute_ap_range, compute_ap_thresholds, compute_matches, \
+    compute_recall
 
 __all__ = [
     "Dataset", "MaskError", "check_mask",
@@ -32,7 +33,8 @@ __all__ = [
     "unmold_masks", "paste_masks_torchvision",
     "read_image", "to_rgb_uint8",
     "generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes",
-    "compute_matches", "compute_ap", "compute_ap_range", "compute_recall",
+    "compute_matches", "compute_ap", "compute_ap_range", "compute_ap_thresholds",
+    "compute_recall",
     "batch_slice", "download_trained_weights", "COCO_MODEL_URL",
 ]
 

@@ -1,4 +1,8 @@
+import gc
 import os
+import resource
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +12,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
+_STARTED = time.monotonic()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_models_after_each_file():
+    """Models built by one test file (module fixtures included) are freed before the
+    next file builds its own: Keras keeps every layer name in its global state."""
+    yield
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The suite's wall time and peak memory (this process and, separately, the largest
+    child process), printed at the end of every run."""
+    def peak_gib(who):
+        return resource.getrusage(who).ru_maxrss / 2 ** 20    # Linux: KiB
+    terminalreporter.write_line(
+        "suite: {:.0f} s wall, peak RSS {:.2f} GiB (largest child process {:.2f} GiB)".format(
+            time.monotonic() - _STARTED, peak_gib(resource.RUSAGE_SELF),
+            peak_gib(resource.RUSAGE_CHILDREN)))
 
 
 def shared_path(*parts):

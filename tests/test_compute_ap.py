@@ -130,3 +130,19 @@ def test_compute_recall():
     recall, positive_ids = utils.compute_recall(pred, gt, 0.5)
     assert recall == 1 / 3
     assert positive_ids.tolist() == [0]
+
+
+def test_ap_at_many_thresholds_equals_one_compute_ap_per_threshold():
+    # random overlapping boxes: the matching differs from one threshold to the next
+    rng = np.random.RandomState(5)
+    for _ in range(20):
+        def boxes(n):
+            y1, x1 = rng.randint(0, 12, n), rng.randint(0, 12, n)
+            return np.stack([y1, x1, y1 + rng.randint(3, 8, n), x1 + rng.randint(3, 8, n)], 1)
+        gt, pred = boxes(rng.randint(1, 5)), boxes(rng.randint(0, 7))
+        args = gt_and_pred(gt, rng.randint(1, 3, len(gt)), pred, rng.randint(1, 3, len(pred)),
+                           rng.rand(len(pred)))
+        thresholds = list(np.arange(0.5, 1.0, 0.05)) + [0.3]
+        expected = [utils.compute_ap(*args, iou_threshold=t)[0] for t in thresholds]
+        assert utils.compute_ap_thresholds(*args, thresholds) == expected
+        assert utils.compute_ap_range(*args, verbose=0) == np.mean(expected[:10])
