@@ -55,6 +55,8 @@ EXTRAS = {
     "torch": ["torch>=2.0", "torchvision>=0.15"],
     "dev": [
         "pytest>=7.4",
+        # scripts/test.sh runs the suite in two worker processes
+        "pytest-xdist>=3.5",
         "moto[server]>=5.0",
         "albumentations>=1.4",
         "mlflow-skinny>=2.10",

@@ -1,4 +1,6 @@
+import fcntl
 import gc
+import json
 import os
 import resource
 import sys
@@ -25,15 +27,84 @@ def _free_models_after_each_file():
     gc.collect()
 
 
+# The files that take longest (a minute or more each on 2 cores) start first, so that the
+# two xdist workers of scripts/test.sh finish together instead of one waiting for the
+# other's last long file. The rest keep their collection order.
+LONGEST_FILES = ("test_training_faults.py", "test_training.py", "test_cli.py",
+                 "test_export.py", "test_training_reliability.py", "test_sample_coco.py",
+                 "test_tracking.py", "test_multiworker.py", "test_training_outputs.py",
+                 "test_precision.py", "test_sample_traffic.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+def _peak_gib(who):
+    return resource.getrusage(who).ru_maxrss / 2 ** 20    # Linux: KiB
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker hands its peak memory to the controller's summary."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["peak_rss_gib"] = _peak_gib(resource.RUSAGE_SELF)
+        output["child_rss_gib"] = _peak_gib(resource.RUSAGE_CHILDREN)
+
+
+_WORKER_PEAKS = {}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    output = getattr(node, "workeroutput", {})
+    if "peak_rss_gib" in output:
+        _WORKER_PEAKS[getattr(getattr(node, "gateway", None), "id", len(_WORKER_PEAKS))] = (
+            output["peak_rss_gib"], output["child_rss_gib"])
+
+
 def pytest_terminal_summary(terminalreporter):
-    """The suite's wall time and peak memory (this process and, separately, the largest
-    child process), printed at the end of every run."""
-    def peak_gib(who):
-        return resource.getrusage(who).ru_maxrss / 2 ** 20    # Linux: KiB
-    terminalreporter.write_line(
-        "suite: {:.0f} s wall, peak RSS {:.2f} GiB (largest child process {:.2f} GiB)".format(
-            time.monotonic() - _STARTED, peak_gib(resource.RUSAGE_SELF),
-            peak_gib(resource.RUSAGE_CHILDREN)))
+    """The suite's wall time and peak memory, printed at the end of every run: of this
+    process, or of each xdist worker and their sum (the most they can hold at once), and
+    separately of the largest child process a test started."""
+    wall = time.monotonic() - _STARTED
+    if _WORKER_PEAKS:
+        peaks = [_WORKER_PEAKS[k] for k in sorted(_WORKER_PEAKS)]
+        terminalreporter.write_line(
+            "suite: {:.0f} s wall, {} workers, peak RSS per worker {} GiB (sum {:.2f} GiB; "
+            "largest child process {:.2f} GiB)".format(
+                wall, len(peaks), " / ".join("{:.2f}".format(p) for p, _ in peaks),
+                sum(p for p, _ in peaks), max(c for _, c in peaks)))
+    else:
+        terminalreporter.write_line(
+            "suite: {:.0f} s wall, peak RSS {:.2f} GiB (largest child process {:.2f} GiB)"
+            .format(wall, _peak_gib(resource.RUSAGE_SELF), _peak_gib(resource.RUSAGE_CHILDREN)))
+
+
+def shared_run_dir(tmp_path_factory):
+    """A folder every xdist worker of this run sees (the base temp folder's parent under
+    xdist, the base temp folder otherwise): for results built once per run."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def built_once(tmp_path_factory, name, build):
+    """``build(folder)`` runs once per test run, whichever worker asks first; the others
+    wait for it and get its JSON-able result."""
+    root = shared_run_dir(tmp_path_factory)
+    folder = root / name
+    done = root / (name + ".json")
+    with open(str(root / (name + ".lock")), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not done.exists():
+                folder.mkdir(exist_ok=True)
+                result = build(str(folder))
+                done.write_text(json.dumps(result))
+            return json.loads(done.read_text())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def shared_path(*parts):
@@ -70,4 +141,4 @@ def tiny_shapes_weights(tmp_path_factory):
     """A TinyShapesConfig checkpoint trained for one short epoch (about half a minute),
     with class_names.json beside it: the model the export and demo tests serve."""
     from tiny_configs import train_tiny_shapes
-    return train_tiny_shapes(str(tmp_path_factory.mktemp("tinyshapes")))
+    return built_once(tmp_path_factory, "tinyshapes", train_tiny_shapes)
