@@ -263,8 +263,9 @@ def record(args, lines):
         f.write("\n## Inference, {}x{}, ResNet-50, 100 detections ({}, {})\n\n".format(
             args.size, args.size, datetime.date.today().isoformat(), lines[0].split(":", 1)[1]
             .strip()))
-        f.write("`python bench/bench_inference.py --runs {} --warmup {}`\n\n```\n{}\n```\n"
-                .format(args.runs, args.warmup, "\n".join(lines)))
+        f.write("`python bench/bench_inference.py --runs {} --warmup {} --size {} --batch {} "
+                "--dtype {}`\n\n```\n{}\n```\n".format(
+                    args.runs, args.warmup, args.size, args.batch, args.dtype, "\n".join(lines)))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,13 @@ one by class and box IoU >= 0.5 (greedy, by float32 score), their box IoU, score
 difference and mask IoU. Random weights give near-uniform scores, so the agreement
 figures mean most with trained weights (--weights).
 --record appends the report to bench/RESULTS.md.
+
+    .venv/bin/python bench/bench_precision.py --shapes-weights out/shapes/.../mask_rcnn_shapes_0015.h5
+
+The accuracy cost on a trained model: the shapes sample's checkpoint (its --quick config,
+as the demo trains it) detects its 50 held-out images (seed 1001, as the sample draws
+them) in each dtype; the report gives mAP@0.5 (the sample's figure) and mask AP@[.5:.95]
+per dtype, and their differences from float32.
 """
 import argparse
 import datetime
@@ -76,6 +83,65 @@ def child(args):
             "detections": int(len(r["scores"])), "machine": _child.machine_report()}
 
 
+def child_shapes(args):
+    """mAP@0.5 and mask AP@[.5:.95] of the shapes checkpoint on its held-out images."""
+    import numpy as np
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    from mrcnn import metrics, model as modellib, utils
+    from samples.shapes.shapes import ShapesDataset
+    from samples.shapes.train import QuickShapesConfig, make_inference_config
+
+    config_class = type(make_inference_config(QuickShapesConfig()))
+    config = type("Shapes" + args.child.capitalize(), (config_class,),
+                  {"COMPUTE_DTYPE": args.child})()
+    model = modellib.MaskRCNN("inference", config, os.path.join(ROOT, "logs"))
+    model.load_weights(args.shapes_weights, by_name=True)
+    val = ShapesDataset()
+    val.load_shapes(args.shapes_images, 64, 64, seed=1001)
+    val.prepare()
+    ap50, ap_range, t0 = [], [], time.perf_counter()
+    for image_id in val.image_ids:
+        gt_mask, gt_ids = val.load_mask(image_id)
+        r = model.detect([val.load_image(image_id)])[0]
+        aps = metrics.compute_ap_thresholds(
+            utils.extract_bboxes(gt_mask), gt_ids, gt_mask, r["rois"], r["class_ids"],
+            r["scores"], r["masks"], metrics.RANGE_THRESHOLDS)
+        ap50.append(aps[0])
+        ap_range.append(float(np.mean(aps)))
+    return {"dtype": args.child, "map50": float(np.nanmean(ap50)),
+            "map_range": float(np.nanmean(ap_range)), "images": len(ap50),
+            "seconds": time.perf_counter() - t0, "machine": _child.machine_report()}
+
+
+def shapes_accuracy(args):
+    results = {}
+    for dtype in args.dtypes:
+        print("{}: the shapes checkpoint on {} held-out images ...".format(
+            dtype, args.shapes_images), flush=True)
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", dtype,
+               "--shapes-weights", args.shapes_weights, "--shapes-images",
+               str(args.shapes_images)]
+        results[dtype] = _child.run_child(cmd, dtype)
+    ref = results[args.dtypes[0]]
+    lines = _child.machine_lines(ref["machine"])
+    for dtype in args.dtypes:
+        r = results[dtype]
+        lines.append("{:9} shapes mAP@0.5 {:.3f} ({:+.3f}), mask AP@[.5:.95] {:.3f} ({:+.3f}) "
+                     "on {} held-out images; {:.1f} s".format(
+                         dtype, r["map50"], r["map50"] - ref["map50"], r["map_range"],
+                         r["map_range"] - ref["map_range"], r["images"], r["seconds"]))
+    lines.append("weights: {}".format(args.shapes_weights))
+    print("\n".join(lines))
+    if args.record:
+        with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
+            f.write("\n## Compute precision, accuracy on the shapes checkpoint ({}, {})\n\n"
+                    .format(datetime.date.today().isoformat(),
+                            lines[0].split(":", 1)[1].strip()))
+            f.write("`python bench/bench_precision.py --shapes-weights CHECKPOINT --dtypes {}`"
+                    "\n\n```\n{}\n```\n".format(" ".join(args.dtypes), "\n".join(lines)))
+
+
 def box_iou(a, b):
     y1, x1 = max(a[0], b[0]), max(a[1], b[1])
     y2, x2 = min(a[2], b[2]), min(a[3], b[3])
@@ -127,6 +193,12 @@ def main(argv=None):
     p.add_argument("--weights", default=None,
                    help="trained weights (default: seeded random weights)")
     p.add_argument("--image", default=None)
+    p.add_argument("--shapes-weights", default=None,
+                   help="a shapes sample checkpoint (samples/shapes/train.py --quick): "
+                        "report mAP@0.5 and mask AP on its held-out images per dtype "
+                        "instead of timing")
+    p.add_argument("--shapes-images", type=int, default=50,
+                   help="held-out shapes images for --shapes-weights")
     p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     p.add_argument("--child", choices=["float32", "bfloat16", "float16"],
                    help=argparse.SUPPRESS)
@@ -134,8 +206,11 @@ def main(argv=None):
     p.add_argument("--shared-weights", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(child(args)))
+        print("RESULT " + json.dumps(child_shapes(args) if args.shapes_weights else
+                                     child(args)))
         return
+    if args.shapes_weights:
+        return shapes_accuracy(args)
     import numpy as np
     if args.dtypes[0] != "float32" and not args.weights:
         p.error("--dtypes: the first must be float32 unless --weights is given (it writes "

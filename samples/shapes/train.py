@@ -160,6 +160,9 @@ def main(argv=None):
                    help="generated training images")
     p.add_argument("--val-images", type=int, default=50, help="generated held-out images")
     p.add_argument("--seed", type=int, default=1, help="seed of the images and the order")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="Config.COMPUTE_DTYPE for training and detection (default: float32; "
+                        "see docs/config.md)")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's own log lines (hidden by default)")
     args = p.parse_args(argv)
@@ -169,6 +172,8 @@ def main(argv=None):
         config = ResNetShapesConfig()
     else:
         config = QuickShapesConfig() if args.quick else ShapesTrainConfig()
+    if args.dtype != config.COMPUTE_DTYPE:
+        config = type(type(config).__name__, (type(config),), {"COMPUTE_DTYPE": args.dtype})()
     os.makedirs(args.out, exist_ok=True)
     train = ShapesDataset()
     train.load_shapes(args.train_images, 64, 64, seed=args.seed)
