@@ -42,16 +42,17 @@ def scene(size):
     return image, masks, class_ids
 
 
-def child_mrcnn(args):
+def make_model_and_batch(size, batch_size):
+    """The benchmark's training model (ResNet-50, every layer trainable, SGD as the classic
+    code) and one batch of the scene from the real input pipeline. Returns
+    (model, batch, dataset, config); bench_stages.py splits the same step."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, ROOT)
-    import numpy as np
-    import tensorflow as tf
     from mrcnn import model as modellib
     from mrcnn import utils
     from mrcnn.config import Config
 
-    image, masks, class_ids = scene(args.size)
+    image, masks, class_ids = scene(size)
 
     class OneImage(utils.Dataset):
         def load_image(self, image_id):
@@ -63,7 +64,7 @@ def child_mrcnn(args):
     dataset = OneImage()
     for c in (1, 2, 3):
         dataset.add_class("bench", c, str(c))
-    for i in range(max(args.batch, 2)):
+    for i in range(max(batch_size, 2)):
         dataset.add_image("bench", i, None)
     dataset.prepare()
 
@@ -71,9 +72,9 @@ def child_mrcnn(args):
         NAME = "bench"
         BACKBONE = "resnet50"
         NUM_CLASSES = 4
-        IMAGES_PER_GPU = args.batch
-        IMAGE_MIN_DIM = args.size
-        IMAGE_MAX_DIM = args.size
+        IMAGES_PER_GPU = batch_size
+        IMAGE_MIN_DIM = size
+        IMAGE_MAX_DIM = size
         TRAIN_BN = False
 
     config = BenchConfig()
@@ -86,6 +87,12 @@ def child_mrcnn(args):
     batch = (next(it),)
     del it
     ds.loader.close()
+    return model, batch, dataset, config
+
+
+def child_mrcnn(args):
+    import tensorflow as tf
+    model, batch, dataset, config = make_model_and_batch(args.size, args.batch)
     # the input pipeline alone: batches per second of a loader nobody waits on
     from mrcnn.pipeline import BatchLoader
     loader = BatchLoader(dataset, config, seed=1, prefetch=1)
