@@ -69,7 +69,9 @@ def named_value(path, shape):
     if leaf == "moving_variance":
         return rng.uniform(0.8, 1.2, shape)
     if parts[-2:] == ["mrcnn_mask", "bias"]:
-        return rng.normal(1.0, 0.05, shape)   # masks cover most of their box
+        # masks cover most of their box: the smallest has 120 pixels, so one pixel that
+        # another CPU's rounding flips at the 0.5 threshold still leaves IoU >= 0.99
+        return rng.normal(2.0, 0.05, shape)
     return rng.normal(0, 0.05, shape)    # bias, beta, moving_mean
 
 
