@@ -85,7 +85,8 @@ def main(argv=None):
     if args.train_minutes is None or args.train_minutes > 0:
         from samples.shapes import train
         minutes = ["--minutes", str(args.train_minutes)] if args.train_minutes else []
-        train.main(["--quick", "--val-images", "50", "--out",
+        # --dtype auto: bfloat16 where it trains faster than float32 on this CPU
+        train.main(["--quick", "--dtype", "auto", "--val-images", "50", "--out",
                     os.path.join(args.out, "shapes")] + minutes)
 
 

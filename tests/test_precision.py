@@ -152,3 +152,13 @@ def test_step_logger_counts_skipped_steps_apart_and_stops_only_below_scale_one(t
     rows = read_rows(str(tmp_path))
     assert [(r["loss"], r["loss_scale"], r["skipped"]) for r in rows] == [
         ("nan", "16384", "1"), ("4", "16384", "0"), ("2", "16384", "0"), ("nan", "8192", "1")]
+
+
+def test_faster_compute_dtype_times_each_candidate_and_picks_the_fastest():
+    from mrcnn.precision import faster_compute_dtype
+    best, times = faster_compute_dtype(("float32", "bfloat16"), repeats=1)
+    assert set(times) == {"float32", "bfloat16"}
+    assert all(t > 0 for t in times.values())
+    assert best == min(times, key=times.get)
+    # the probe's layers leave the global policy as it was
+    assert keras.config.dtype_policy().name == "float32"

@@ -19,11 +19,26 @@ def test_demo_draws_datasets_without_training(tmp_path):
 def test_shapes_train_script_end_to_end(tmp_path):
     pytest.importorskip("tensorflow")
     from samples.shapes import train
+    # --dtype auto (the demo's): trains in whichever of float32 and bfloat16 is faster
+    # here, and detects in float32 either way
     summary = train.main(["--epochs", "1", "--train-images", "40", "--val-images", "4",
-                          "--out", str(tmp_path)])
+                          "--dtype", "auto", "--out", str(tmp_path)])
     assert summary["epochs"] == 1
+    assert summary["compute_dtype"] in ("float32", "bfloat16")
     assert os.path.exists(summary["weights"]) and os.path.exists(summary["picture"])
     assert json.load(open(tmp_path / "summary.json"))["heldout_images"] == 4
+
+
+def test_shapes_picture_draws_the_best_detection_per_shape_above_the_floor():
+    import numpy as np
+    from samples.shapes.train import DRAW_MIN_SCORE, drawn
+    assert DRAW_MIN_SCORE == 0.5
+    r = {"rois": np.array([[0, 0, 10, 10],      # .6: the same shape as the next, lower
+                           [0, 0, 10, 11],      # .9: drawn
+                           [20, 20, 30, 30],    # .7: another shape: drawn
+                           [40, 40, 50, 50]]),  # .4: under the floor
+         "scores": np.array([.6, .9, .7, .4])}
+    assert drawn(r).tolist() == [False, True, True, False]
 
 
 # ---------------------------------------------------------------- the classic script form

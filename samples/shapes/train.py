@@ -93,12 +93,12 @@ class QuickShapesConfig(ShapesTrainConfig):
     # found as its true class; low-score candidates rank after the others, so they can
     # only add to AP. On the same checkpoints (bench/RESULTS.md, demo): +0.02 to +0.03
     # mAP@0.5 at the end of a run, +0.1 after 3 epochs, against the classic rule at 0.3.
-    # The picture shows the detections scoring at least DRAW_MIN_SCORE.
+    # The picture shows the best of them per shape, when it scores DRAW_MIN_SCORE or more.
     DETECTION_PER_CLASS = True
     DETECTION_MIN_CONFIDENCE = 0.05
 
 
-# detections drawn in the sample's picture (the mAP counts them all)
+# detections drawn in the sample's picture (the mAP counts them all; see drawn())
 DRAW_MIN_SCORE = 0.5
 
 
@@ -128,6 +128,17 @@ def evaluate(model, dataset):
     return float(np.nanmean(aps))
 
 
+def drawn(r, iou=0.5):
+    """Which detections the picture shows: those scoring at least DRAW_MIN_SCORE, and of
+    several that overlap (one shape found as two classes), the best-scoring one."""
+    keep = np.zeros(len(r["scores"]), bool)
+    overlaps = utils.compute_overlaps(r["rois"], r["rois"])
+    for i in np.argsort(-r["scores"]):
+        if r["scores"][i] >= DRAW_MIN_SCORE and not (overlaps[i, keep] > iou).any():
+            keep[i] = True
+    return keep
+
+
 def draw(model, dataset, path, count=4):
     import matplotlib
     matplotlib.use("Agg")
@@ -140,7 +151,7 @@ def draw(model, dataset, path, count=4):
                                     dataset.class_names, ax=axes[0, k],
                                     title="ground truth {}".format(image_id))
         r = model.detect([image])[0]
-        keep = r["scores"] >= DRAW_MIN_SCORE
+        keep = drawn(r)
         visualize.display_instances(image, r["rois"][keep], r["masks"][..., keep],
                                     r["class_ids"][keep], dataset.class_names,
                                     r["scores"][keep], ax=axes[1, k],
@@ -172,9 +183,13 @@ def main(argv=None):
                    help="generated training images")
     p.add_argument("--val-images", type=int, default=50, help="generated held-out images")
     p.add_argument("--seed", type=int, default=1, help="seed of the images and the order")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="Config.COMPUTE_DTYPE for training and detection (default: float32; "
-                        "see docs/config.md)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16", "auto"],
+                   default="float32",
+                   help="Config.COMPUTE_DTYPE for training (default: float32; see "
+                        "docs/config.md); auto: float32 or bfloat16, whichever trains a small "
+                        "network faster on this CPU (a second to find out; the demo uses "
+                        "it). Detection and mAP run in float32 (checkpoints hold float32 "
+                        "weights)")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's own log lines (hidden by default)")
     args = p.parse_args(argv)
@@ -184,6 +199,11 @@ def main(argv=None):
         config = ResNetShapesConfig()
     else:
         config = QuickShapesConfig() if args.quick else ShapesTrainConfig()
+    if args.dtype == "auto":
+        from mrcnn.precision import faster_compute_dtype
+        args.dtype, times = faster_compute_dtype()
+        print("compute type: {} (a training step of a small network on this CPU: {})".format(
+            args.dtype, ", ".join("{} {:.0f} ms".format(k, 1000 * v) for k, v in times.items())))
     if args.dtype != config.COMPUTE_DTYPE:
         config = type(type(config).__name__, (type(config),), {"COMPUTE_DTYPE": args.dtype})()
     os.makedirs(args.out, exist_ok=True)
@@ -229,12 +249,16 @@ def main(argv=None):
     with open(os.path.join(os.path.dirname(weights), "class_names.json"), "w") as f:
         json.dump(train.class_names, f)
 
-    infer = modellib.MaskRCNN("inference", make_inference_config(config),
-                              os.path.join(args.out, "logs"))
+    infer_config = make_inference_config(config)
+    if infer_config.COMPUTE_DTYPE != "float32":
+        infer_config = type(type(infer_config).__name__, (type(infer_config),),
+                            {"COMPUTE_DTYPE": "float32"})()
+    infer = modellib.MaskRCNN("inference", infer_config, os.path.join(args.out, "logs"))
     infer.load_weights(weights, by_name=True)
     mAP = evaluate(infer, val)
     picture = draw(infer, val, os.path.join(args.out, "shapes_detections.png"))
     summary = {"epochs": epoch, "steps_per_epoch": config.STEPS_PER_EPOCH,
+               "compute_dtype": config.COMPUTE_DTYPE,
                "batch": config.BATCH_SIZE, "train_seconds": round(train_seconds, 1),
                "mAP50_heldout": mAP, "heldout_images": len(val.image_ids),
                "weights": weights, "picture": picture, "losses_per_epoch": history}
