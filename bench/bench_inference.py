@@ -45,24 +45,33 @@ def default_image(size):
 
 # ---------------------------------------------------------------------------- children
 
-def child_mrcnn(args):
-    import numpy as np
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def bench_config(size, batch=1, dtype="float32", min_confidence=0.0):
+    """The inference benchmarks' config: ResNet-50 FPN, 81 classes, size x size images,
+    score threshold 0 (so the mask head runs on 100 detections)."""
     sys.path.insert(0, ROOT)
-    from mrcnn import model as modellib
     from mrcnn.config import Config
 
     class BenchConfig(Config):
         NAME = "bench"
         BACKBONE = "resnet50"
         NUM_CLASSES = 81
-        IMAGES_PER_GPU = args.batch
-        IMAGE_MIN_DIM = args.size
-        IMAGE_MAX_DIM = args.size
-        DETECTION_MIN_CONFIDENCE = 0.0
-        COMPUTE_DTYPE = args.dtype
+        IMAGES_PER_GPU = batch
+        IMAGE_MIN_DIM = size
+        IMAGE_MAX_DIM = size
+        DETECTION_MIN_CONFIDENCE = min_confidence
+        COMPUTE_DTYPE = dtype
 
-    model = modellib.MaskRCNN("inference", BenchConfig(), os.path.join(ROOT, "logs"))
+    return BenchConfig()
+
+
+def child_mrcnn(args):
+    import numpy as np
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    from mrcnn import model as modellib
+
+    model = modellib.MaskRCNN("inference", bench_config(args.size, args.batch, args.dtype),
+                              os.path.join(ROOT, "logs"))
     image = default_image(args.size) if not args.image else np.asarray(
         __import__("PIL.Image", fromlist=["Image"]).open(args.image).convert("RGB"))
     images = [image] * args.batch

@@ -34,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import _child  # noqa: E402
-from bench_inference import default_image  # noqa: E402
+from bench_inference import bench_config, default_image  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 
@@ -45,20 +45,10 @@ def child(args):
     sys.path.insert(0, ROOT)
     import keras
     from mrcnn import model as modellib
-    from mrcnn.config import Config
-
-    class BenchConfig(Config):
-        NAME = "bench"
-        BACKBONE = "resnet50"
-        NUM_CLASSES = 81
-        IMAGES_PER_GPU = 1
-        IMAGE_MIN_DIM = args.size
-        IMAGE_MAX_DIM = args.size
-        DETECTION_MIN_CONFIDENCE = 0.0 if not args.weights else 0.5
-        COMPUTE_DTYPE = args.child
 
     keras.utils.set_random_seed(0)
-    model = modellib.MaskRCNN("inference", BenchConfig(), os.path.join(ROOT, "logs"))
+    config = bench_config(args.size, 1, args.child, 0.0 if not args.weights else 0.5)
+    model = modellib.MaskRCNN("inference", config, os.path.join(ROOT, "logs"))
     if args.child == "float32" and not args.weights:
         model.save_weights(args.shared_weights)
     model.load_weights(args.weights or args.shared_weights, by_name=True)

@@ -57,23 +57,13 @@ def median_time(fn, runs, warmup=1):
 
 def inference_stages(args):
     import keras
-    import numpy as np
     import tensorflow as tf
-    from bench_inference import count_mrcnn_gflop, default_image
+    from bench_inference import bench_config, count_mrcnn_gflop, default_image
     from mrcnn import model as modellib
-    from mrcnn.config import Config
-
-    class BenchConfig(Config):
-        NAME = "bench"
-        BACKBONE = "resnet50"
-        NUM_CLASSES = 81
-        IMAGES_PER_GPU = 1
-        IMAGE_MIN_DIM = args.size
-        IMAGE_MAX_DIM = args.size
-        DETECTION_MIN_CONFIDENCE = 0.0
 
     keras.utils.set_random_seed(0)
-    model = modellib.MaskRCNN("inference", BenchConfig(), os.path.join(ROOT, "logs"))
+    model = modellib.MaskRCNN("inference", bench_config(args.size),
+                              os.path.join(ROOT, "logs"))
     km = model.keras_model
     molded, metas, _ = model.mold_inputs([default_image(args.size)])
     anchors = model.get_anchors(molded[0].shape)[None]
@@ -106,7 +96,6 @@ def inference_stages(args):
 
 def training_split(args):
     import keras
-    import numpy as np
     import tensorflow as tf
     from bench_train import make_model_and_batch
 
