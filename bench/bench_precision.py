@@ -82,9 +82,9 @@ def child_shapes(args):
     from samples.shapes.shapes import ShapesDataset
     from samples.shapes.train import QuickShapesConfig, make_inference_config
 
-    config_class = type(make_inference_config(QuickShapesConfig()))
-    config = type("Shapes" + args.child.capitalize(), (config_class,),
-                  {"COMPUTE_DTYPE": args.child})()
+    from mrcnn.config import apply_overrides
+    config = apply_overrides(type(make_inference_config(QuickShapesConfig())),
+                             {"COMPUTE_DTYPE": args.child})()
     model = modellib.MaskRCNN("inference", config, os.path.join(ROOT, "logs"))
     model.load_weights(args.shapes_weights, by_name=True)
     val = ShapesDataset()

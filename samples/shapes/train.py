@@ -33,7 +33,7 @@ from mrcnn import utils, visualize
 from mrcnn import model as modellib
 from mrcnn.callbacks import EpochProgress, TimeBudget, TimeCosine
 from mrcnn.backbone import small_backbone, small_backbone_shapes
-from mrcnn.config import inference_config_class
+from mrcnn.config import apply_overrides, inference_config_class
 from samples.shapes.shapes import ShapesConfig, ShapesDataset
 
 
@@ -204,8 +204,7 @@ def main(argv=None):
         args.dtype, times = faster_compute_dtype()
         print("compute type: {} (a training step of a small network on this CPU: {})".format(
             args.dtype, ", ".join("{} {:.0f} ms".format(k, 1000 * v) for k, v in times.items())))
-    if args.dtype != config.COMPUTE_DTYPE:
-        config = type(type(config).__name__, (type(config),), {"COMPUTE_DTYPE": args.dtype})()
+    config = apply_overrides(type(config), {"COMPUTE_DTYPE": args.dtype})()
     os.makedirs(args.out, exist_ok=True)
     train = ShapesDataset()
     train.load_shapes(args.train_images, 64, 64, seed=args.seed)
@@ -249,10 +248,8 @@ def main(argv=None):
     with open(os.path.join(os.path.dirname(weights), "class_names.json"), "w") as f:
         json.dump(train.class_names, f)
 
-    infer_config = make_inference_config(config)
-    if infer_config.COMPUTE_DTYPE != "float32":
-        infer_config = type(type(infer_config).__name__, (type(infer_config),),
-                            {"COMPUTE_DTYPE": "float32"})()
+    infer_config = apply_overrides(type(make_inference_config(config)),
+                                   {"COMPUTE_DTYPE": "float32"})()
     infer = modellib.MaskRCNN("inference", infer_config, os.path.join(args.out, "logs"))
     infer.load_weights(weights, by_name=True)
     mAP = evaluate(infer, val)
