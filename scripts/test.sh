@@ -12,6 +12,8 @@ cd "$ROOT"
 workers="${MRCNN_TEST_WORKERS:-2}"
 args=()
 if [ "$workers" != "0" ] && ! printf '%s\n' "$@" | grep -qE '^(-n|--numprocesses|no:xdist|-pno:xdist)'; then
-    args=(-n "$workers" --dist loadfile)
+    # (--no-loadscope-reorder: xdist would otherwise hand out the files with the most
+    # tests first, ignoring the longest-first order of tests/conftest.py)
+    args=(-n "$workers" --dist loadfile --no-loadscope-reorder)
 fi
 exec python -m pytest ${args[@]+"${args[@]}"} "$@"
