@@ -5,6 +5,7 @@
 ``metrics_tensors``), so calling ``train()`` again for the next stage of a schedule
 starts from a clean slate and nothing is counted twice.
 """
+import contextlib
 import csv
 import logging
 import math
@@ -23,6 +24,26 @@ from .weights import save_weights_classic
 
 log = logging.getLogger(__name__)
 
+
+class _NewTrainFunctionIsNotRetracing(logging.Filter):
+    """Every ``train()`` call compiles the Keras model again (a new optimizer, a new set
+    of trainable layers), so Keras makes a new train function and traces it once. From
+    the fifth such call on (a heads / 4+ / all schedule with validation reaches it),
+    TensorFlow counts these as one function retracing and warns "N out of the last M
+    calls ... triggered tf.function retracing ... Tracing is expensive"; nothing is
+    traced more than once, so that warning is dropped. Any other retracing warning
+    passes."""
+
+    def filter(self, record):
+        text = record.getMessage()
+        return not ("triggered tf.function retracing" in text
+                    and "TensorFlowTrainer._make_function" in text)
+
+
+if not any(isinstance(f, _NewTrainFunctionIsNotRetracing)
+           for f in logging.getLogger("tensorflow").filters):
+    logging.getLogger("tensorflow").addFilter(_NewTrainFunctionIsNotRetracing())
+
 # Pre-defined layer regular expressions (full match on layer names)
 LAYER_PRESETS = {
     # all layers but the backbone
@@ -34,6 +55,33 @@ LAYER_PRESETS = {
     # all layers
     "all": ".*",
 }
+
+
+@contextlib.contextmanager
+def forget_trace_gradients():
+    """Drop the gradient functions that tracing a train step registers, when the block
+    ends.
+
+    A ``tf.custom_gradient`` traced in a graph (the all-reduce a distribution strategy
+    puts in every train step is one) registers its gradient function in TensorFlow's
+    global gradient registry under a fresh name, and nothing ever removes it. That
+    function holds the traced graph, so every ``train()`` call kept its whole training
+    graph alive after the model was gone: measured on a 64-px ResNet-50, 0.5 GB more
+    resident memory per call (heads, 4+, all: 0.9 -> 2.4 GB), none of it returned when
+    the model was deleted. The registered function is only read while the step is traced
+    and differentiated, inside ``fit``; afterwards nothing looks it up, so the entries
+    added during the block are removed when it ends.
+    """
+    from tensorflow.python.framework import ops as tf_ops
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for name in [k for k in registry if k not in before
+                         and k.startswith("CustomGradient-")]:
+                registry.pop(name, None)
 
 
 class TrainingDiverged(FloatingPointError):
