@@ -466,6 +466,13 @@ def make_dataset(dataset, config, shuffle=True, augmentation=None,
     ds = tf.data.Dataset.range(count).map(tf_fetch)      # sequential: no background thread
     ds = ds.filter(non_empty)
     ds = ds.map(_set_batch_shape(specs))
+    # No tf.data autotuning: nothing here has a parameter to tune (one sequential map;
+    # the loader does the parallel work), and its model thread made deleting an
+    # iterator wait for up to 10 s. Keras deletes the validation iterator after every
+    # epoch: measured in the demo, one epoch in two or three took 10 s longer.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    ds = ds.with_options(options)
     ds.loader = loader
     return ds
 

@@ -51,7 +51,6 @@ def pytest_sessionfinish(session):
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
         output["peak_rss_gib"] = _peak_gib(resource.RUSAGE_SELF)
-        output["child_rss_gib"] = _peak_gib(resource.RUSAGE_CHILDREN)
 
 
 _WORKER_PEAKS = {}
@@ -61,26 +60,26 @@ _WORKER_PEAKS = {}
 def pytest_testnodedown(node, error):
     output = getattr(node, "workeroutput", {})
     if "peak_rss_gib" in output:
-        _WORKER_PEAKS[getattr(getattr(node, "gateway", None), "id", len(_WORKER_PEAKS))] = (
-            output["peak_rss_gib"], output["child_rss_gib"])
+        _WORKER_PEAKS[getattr(getattr(node, "gateway", None), "id", len(_WORKER_PEAKS))] = \
+            output["peak_rss_gib"]
 
 
 def pytest_terminal_summary(terminalreporter):
     """The suite's wall time and peak memory, printed at the end of every run: of this
-    process, or of each xdist worker and their sum (the most they can hold at once), and
-    separately of the largest child process a test started."""
+    process, or of each xdist worker and their sum (the most they can hold at once).
+    The processes tests start are not counted: Linux counts the pages a child shares
+    with its parent at the fork in the child's peak, so their figure was the worker's
+    own size, not theirs."""
     wall = time.monotonic() - _STARTED
     if _WORKER_PEAKS:
         peaks = [_WORKER_PEAKS[k] for k in sorted(_WORKER_PEAKS)]
         terminalreporter.write_line(
-            "suite: {:.0f} s wall, {} workers, peak RSS per worker {} GiB (sum {:.2f} GiB; "
-            "largest child process {:.2f} GiB)".format(
-                wall, len(peaks), " / ".join("{:.2f}".format(p) for p, _ in peaks),
-                sum(p for p, _ in peaks), max(c for _, c in peaks)))
+            "suite: {:.0f} s wall, {} workers, peak RSS per worker {} GiB (sum {:.2f} GiB)"
+            .format(wall, len(peaks), " / ".join("{:.2f}".format(p) for p in peaks),
+                    sum(peaks)))
     else:
-        terminalreporter.write_line(
-            "suite: {:.0f} s wall, peak RSS {:.2f} GiB (largest child process {:.2f} GiB)"
-            .format(wall, _peak_gib(resource.RUSAGE_SELF), _peak_gib(resource.RUSAGE_CHILDREN)))
+        terminalreporter.write_line("suite: {:.0f} s wall, peak RSS {:.2f} GiB".format(
+            wall, _peak_gib(resource.RUSAGE_SELF)))
 
 
 def shared_run_dir(tmp_path_factory):
