@@ -56,7 +56,7 @@ EXTRAS = {
     "dev": [
         "pytest>=7.4",
         # scripts/test.sh runs the suite in two worker processes
-        "pytest-xdist>=3.5",
+        "pytest-xdist>=3.8",  # 3.8: --no-loadscope-reorder (scripts/test.sh)
         "moto[server]>=5.0",
         "albumentations>=1.4",
         "mlflow-skinny>=2.10",

@@ -469,7 +469,7 @@ def make_dataset(dataset, config, shuffle=True, augmentation=None,
     # No tf.data autotuning: nothing here has a parameter to tune (one sequential map;
     # the loader does the parallel work), and its model thread made deleting an
     # iterator wait for up to 10 s. Keras deletes the validation iterator after every
-    # epoch: measured in the demo, one epoch in two or three took 10 s longer.
+    # epoch, so some epochs took 10 s longer (in one demo run, each of its first five).
     options = tf.data.Options()
     options.autotune.enabled = False
     ds = ds.with_options(options)

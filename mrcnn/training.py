@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import threading
 
 import keras
 import numpy as np
@@ -25,24 +26,6 @@ from .weights import save_weights_classic
 log = logging.getLogger(__name__)
 
 
-class _NewTrainFunctionIsNotRetracing(logging.Filter):
-    """Every ``train()`` call compiles the Keras model again (a new optimizer, a new set
-    of trainable layers), so Keras makes a new train function and traces it once. From
-    the fifth such call on (a heads / 4+ / all schedule with validation reaches it),
-    TensorFlow counts these as one function retracing and warns "N out of the last M
-    calls ... triggered tf.function retracing ... Tracing is expensive"; nothing is
-    traced more than once, so that warning is dropped. Any other retracing warning
-    passes."""
-
-    def filter(self, record):
-        text = record.getMessage()
-        return not ("triggered tf.function retracing" in text
-                    and "TensorFlowTrainer._make_function" in text)
-
-
-if not any(isinstance(f, _NewTrainFunctionIsNotRetracing)
-           for f in logging.getLogger("tensorflow").filters):
-    logging.getLogger("tensorflow").addFilter(_NewTrainFunctionIsNotRetracing())
 
 # Pre-defined layer regular expressions (full match on layer names)
 LAYER_PRESETS = {
@@ -57,6 +40,11 @@ LAYER_PRESETS = {
 }
 
 
+# (forget_trace_gradients and quiet_new_train_functions nest across threads: what they
+# undo is undone when the last block of any thread ends)
+_FIT_BLOCKS = {"lock": threading.Lock(), "depth": 0, "registry_before": None}
+
+
 @contextlib.contextmanager
 def forget_trace_gradients():
     """Drop the gradient functions that tracing a train step registers, when the block
@@ -68,20 +56,66 @@ def forget_trace_gradients():
     function holds the traced graph, so every ``train()`` call kept its whole training
     graph alive after the model was gone: measured on a 64-px ResNet-50, 0.5 GB more
     resident memory per call (heads, 4+, all: 0.9 -> 2.4 GB), none of it returned when
-    the model was deleted. The registered function is only read while the step is traced
-    and differentiated, inside ``fit``; afterwards nothing looks it up, so the entries
-    added during the block are removed when it ends.
+    the model was deleted. The entry is read when the traced step is differentiated,
+    during its trace inside ``fit``; the functions Keras traces there are only run
+    afterwards. So the entries added while the block ran are removed when it ends -- when
+    the last such block ends, if several models train in several threads at once.
     """
     from tensorflow.python.framework import ops as tf_ops
     registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
-    before = set(registry) if isinstance(registry, dict) else None
+    if not isinstance(registry, dict):    # another TensorFlow layout: leave it alone
+        yield
+        return
+    with _FIT_BLOCKS["lock"]:
+        if _FIT_BLOCKS["depth"] == 0:
+            _FIT_BLOCKS["registry_before"] = set(registry)
+        _FIT_BLOCKS["depth"] += 1
     try:
         yield
     finally:
-        if before is not None:
-            for name in [k for k in registry if k not in before
-                         and k.startswith("CustomGradient-")]:
-                registry.pop(name, None)
+        with _FIT_BLOCKS["lock"]:
+            _FIT_BLOCKS["depth"] -= 1
+            if _FIT_BLOCKS["depth"] == 0:
+                for name in set(registry) - _FIT_BLOCKS["registry_before"]:
+                    if name.startswith("CustomGradient-"):
+                        registry.pop(name, None)
+                _FIT_BLOCKS["registry_before"] = None
+
+
+class _NewTrainFunctionIsNotRetracing(logging.Filter):
+    """Every ``train()`` call compiles the Keras model again (a new optimizer, a new set
+    of trainable layers), so Keras makes new train and validation functions and traces
+    each once. TensorFlow counts the traces of every function Keras makes as traces of
+    one function, and from the fifth on (three ``train()`` calls with validation reach
+    it) warns "N out of the last M calls ... triggered tf.function retracing ... Tracing
+    is expensive"; nothing is traced twice, so during ``train()`` that warning is
+    dropped. Other retracing warnings, and this one outside ``train()``, still show."""
+
+    def filter(self, record):
+        text = record.getMessage()
+        return not ("triggered tf.function retracing" in text
+                    and "TensorFlowTrainer._make_function" in text)
+
+
+_QUIET = {"lock": threading.Lock(), "depth": 0, "filter": _NewTrainFunctionIsNotRetracing()}
+
+
+@contextlib.contextmanager
+def quiet_new_train_functions():
+    """While the block runs, the "tf.function retracing" warning about the functions
+    Keras makes for each ``train()`` call is dropped (see _NewTrainFunctionIsNotRetracing)."""
+    logger = logging.getLogger("tensorflow")
+    with _QUIET["lock"]:
+        if _QUIET["depth"] == 0:
+            logger.addFilter(_QUIET["filter"])
+        _QUIET["depth"] += 1
+    try:
+        yield
+    finally:
+        with _QUIET["lock"]:
+            _QUIET["depth"] -= 1
+            if _QUIET["depth"] == 0:
+                logger.removeFilter(_QUIET["filter"])
 
 
 class TrainingDiverged(FloatingPointError):

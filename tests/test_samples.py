@@ -47,7 +47,7 @@ def test_quick_run_ends_with_the_figure_it_should_reach_and_the_fix_when_short()
     assert quick_verdict(0.9321, 4.5) == (
         "the demo should reach mAP@0.5 >= 0.9 in 4.5 minutes of training on 2 CPU cores "
         "(bench/RESULTS.md); this run trained 4.5 minutes and reached 0.932: goal reached")
-    short = quick_verdict(0.393, 0.5)
+    short = quick_verdict(0.393, 0.52)     # minutes of training this run had
     assert "this run trained 0.5 minutes and reached 0.393: goal not reached" in short
     # the option to give it more time, as each command that runs it spells it
     assert "--minutes 6 here" in short and "--train-minutes 6 for scripts/demo.sh" in short

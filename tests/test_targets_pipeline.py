@@ -190,8 +190,8 @@ def test_make_dataset_seed_gives_a_reproducible_order_and_shapes():
 
 def test_make_dataset_turns_tf_data_autotuning_off():
     # with autotuning on, deleting an iterator waited for tf.data's model thread, up to
-    # 10 s, and Keras deletes the validation iterator after every epoch (the demo lost
-    # 10 s in one epoch of two or three); the iterators still give every batch
+    # 10 s, and Keras deletes the validation iterator after every epoch (some epochs took
+    # 10 s longer; in one demo run, each of its first five); the iterators still work
     ds = make_dataset(shapes_dataset(), tiny(), seed=5)
     assert ds.options().autotune.enabled is False
     for _ in range(3):

@@ -164,9 +164,9 @@ def draw(model, dataset, path, count=4):
 
 def quick_verdict(mAP, minutes):
     """The line a --quick run (the demo) ends with: the figure it reached beside the one
-    it should reach, and what to do when it fell short."""
+    it should reach, and what to do when it fell short. minutes: how long it trained."""
     text = ("the demo should reach mAP@0.5 >= {:g} in {:g} minutes of training on 2 CPU "
-            "cores (bench/RESULTS.md); this run trained {:g} minutes and reached {:.3f}: "
+            "cores (bench/RESULTS.md); this run trained {:.1f} minutes and reached {:.3f}: "
             .format(QUICK_TARGET, QUICK_MINUTES, minutes, mAP))
     if mAP >= QUICK_TARGET:
         return text + "goal reached"
@@ -277,7 +277,7 @@ def main(argv=None):
     print("trained {} epochs in {:.0f} s; mAP@0.5 on {} held-out images: {:.3f}".format(
         epoch, train_seconds, len(val.image_ids), mAP))
     if args.quick:
-        print(quick_verdict(mAP, args.minutes))
+        print(quick_verdict(mAP, train_seconds / 60.0))
     print("wrote", picture)
     return summary
 
