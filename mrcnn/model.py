@@ -56,10 +56,10 @@ from .rpn import ProposalLayer, build_rpn_model, rpn_graph
 from .rpn_targets import build_rpn_targets, generate_random_rois
 from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
                        TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
-                       WorkerLost, XlaNotSupported, forget_trace_gradients,
-                       is_collective_failure, is_xla_failure, quiet_new_train_functions,
-                       layers_regex, worker_lost, xla_not_supported, make_optimizer,
-                       make_strategy, read_history, record_stage, set_trainable, worker_place)
+                       WorkerLost, XlaNotSupported, fit_scope, is_collective_failure,
+                       is_xla_failure, layers_regex, worker_lost, xla_not_supported,
+                       make_optimizer, make_strategy, read_history, record_stage,
+                       set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
 
@@ -613,7 +613,7 @@ class MaskRCNN(object):
     def _fit(self, train_ds, val_ds, epochs, callbacks, verbose):
         config = self.config
         train_ds, val_ds = self._distribute(train_ds), self._distribute(val_ds)
-        with forget_trace_gradients(), quiet_new_train_functions():
+        with fit_scope():
             return self.keras_model.fit(
                 train_ds, initial_epoch=self.epoch, epochs=epochs,
                 steps_per_epoch=config.STEPS_PER_EPOCH, callbacks=callbacks,

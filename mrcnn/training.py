@@ -40,48 +40,6 @@ LAYER_PRESETS = {
 }
 
 
-# (forget_trace_gradients and quiet_new_train_functions nest across threads: what they
-# undo is undone when the last block of any thread ends)
-_FIT_BLOCKS = {"lock": threading.Lock(), "depth": 0, "registry_before": None}
-
-
-@contextlib.contextmanager
-def forget_trace_gradients():
-    """Drop the gradient functions that tracing a train step registers, when the block
-    ends.
-
-    A ``tf.custom_gradient`` traced in a graph (the all-reduce a distribution strategy
-    puts in every train step is one) registers its gradient function in TensorFlow's
-    global gradient registry under a fresh name, and nothing ever removes it. That
-    function holds the traced graph, so every ``train()`` call kept its whole training
-    graph alive after the model was gone: measured on a 64-px ResNet-50, 0.5 GB more
-    resident memory per call (heads, 4+, all: 0.9 -> 2.4 GB), none of it returned when
-    the model was deleted. The entry is read when the traced step is differentiated,
-    during its trace inside ``fit``; the functions Keras traces there are only run
-    afterwards. So the entries added while the block ran are removed when it ends -- when
-    the last such block ends, if several models train in several threads at once.
-    """
-    from tensorflow.python.framework import ops as tf_ops
-    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
-    if not isinstance(registry, dict):    # another TensorFlow layout: leave it alone
-        yield
-        return
-    with _FIT_BLOCKS["lock"]:
-        if _FIT_BLOCKS["depth"] == 0:
-            _FIT_BLOCKS["registry_before"] = set(registry)
-        _FIT_BLOCKS["depth"] += 1
-    try:
-        yield
-    finally:
-        with _FIT_BLOCKS["lock"]:
-            _FIT_BLOCKS["depth"] -= 1
-            if _FIT_BLOCKS["depth"] == 0:
-                for name in set(registry) - _FIT_BLOCKS["registry_before"]:
-                    if name.startswith("CustomGradient-"):
-                        registry.pop(name, None)
-                _FIT_BLOCKS["registry_before"] = None
-
-
 class _NewTrainFunctionIsNotRetracing(logging.Filter):
     """Every ``train()`` call compiles the Keras model again (a new optimizer, a new set
     of trainable layers), so Keras makes new train and validation functions and traces
@@ -97,25 +55,52 @@ class _NewTrainFunctionIsNotRetracing(logging.Filter):
                     and "TensorFlowTrainer._make_function" in text)
 
 
-_QUIET = {"lock": threading.Lock(), "depth": 0, "filter": _NewTrainFunctionIsNotRetracing()}
+# fit_scope's blocks nest across threads: what they undo is undone when the last ends
+_FIT_SCOPE = {"lock": threading.Lock(), "depth": 0, "registry_before": None,
+              "filter": _NewTrainFunctionIsNotRetracing()}
 
 
 @contextlib.contextmanager
-def quiet_new_train_functions():
-    """While the block runs, the "tf.function retracing" warning about the functions
-    Keras makes for each ``train()`` call is dropped (see _NewTrainFunctionIsNotRetracing)."""
-    logger = logging.getLogger("tensorflow")
-    with _QUIET["lock"]:
-        if _QUIET["depth"] == 0:
-            logger.addFilter(_QUIET["filter"])
-        _QUIET["depth"] += 1
+def fit_scope():
+    """What ``MaskRCNN.train`` runs Keras' ``fit`` in.
+
+    1. The gradient functions that tracing a train step registers are dropped when the
+    block ends. A ``tf.custom_gradient`` traced in a graph (the all-reduce a distribution
+    strategy puts in every train step is one) registers its gradient function in
+    TensorFlow's global gradient registry under a fresh name, and nothing ever removes
+    it. That function holds the traced graph, so every ``train()`` call kept its whole
+    training graph alive after the model was gone: measured on a 64-px ResNet-50, 0.5 GB
+    more resident memory per call (heads, 4+, all: 0.9 -> 2.4 GB), none of it returned
+    when the model was deleted. The entry is read when the traced step is
+    differentiated, during its trace inside ``fit``; the functions Keras traces there are
+    only run afterwards.
+    2. While the block runs, the misleading retracing warning about the functions Keras
+    makes for each call is dropped (see _NewTrainFunctionIsNotRetracing).
+
+    When several models train in several threads at once, both are undone when the last
+    block ends, so no thread's clean-up removes what another is still tracing with.
+    """
+    from tensorflow.python.framework import ops as tf_ops
+    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", None)
+    if not isinstance(registry, dict):    # another TensorFlow layout: leave it alone
+        registry = {}
+    state, logger = _FIT_SCOPE, logging.getLogger("tensorflow")
+    with state["lock"]:
+        if state["depth"] == 0:
+            state["registry_before"] = set(registry)
+            logger.addFilter(state["filter"])
+        state["depth"] += 1
     try:
         yield
     finally:
-        with _QUIET["lock"]:
-            _QUIET["depth"] -= 1
-            if _QUIET["depth"] == 0:
-                logger.removeFilter(_QUIET["filter"])
+        with state["lock"]:
+            state["depth"] -= 1
+            if state["depth"] == 0:
+                logger.removeFilter(state["filter"])
+                for name in set(registry) - state["registry_before"]:
+                    if name.startswith("CustomGradient-"):
+                        registry.pop(name, None)
+                state["registry_before"] = None
 
 
 class TrainingDiverged(FloatingPointError):

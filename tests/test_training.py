@@ -266,13 +266,13 @@ def test_only_the_misleading_retracing_warning_of_new_train_functions_is_dropped
     # train() calls with validation make six, each traced once): dropped inside train()'s
     # block; other warnings, retracing ones included, and this one outside it still show
     import tensorflow as tf
-    from mrcnn.training import quiet_new_train_functions
+    from mrcnn.training import fit_scope
     template = ("5 out of the last 7 calls to <function {} at 0x7f0647> triggered "
                 "tf.function retracing. Tracing is expensive and ...")
     keras_made = template.format("TensorFlowTrainer._make_function.<locals>.multi_step_"
                                  "on_iterator")
     with caplog.at_level("WARNING", logger="tensorflow"):
-        with quiet_new_train_functions(), quiet_new_train_functions():   # nested
+        with fit_scope(), fit_scope():   # nested
             tf.get_logger().warning(keras_made)
             tf.get_logger().warning(template.format("my_step"))
             tf.get_logger().warning("something else")

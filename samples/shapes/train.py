@@ -132,10 +132,8 @@ def drawn(r, iou=0.5):
     """Which detections the picture shows: those scoring at least DRAW_MIN_SCORE, and of
     several that overlap (one shape found as two classes), the best-scoring one."""
     keep = np.zeros(len(r["scores"]), bool)
-    overlaps = utils.compute_overlaps(r["rois"], r["rois"])
-    for i in np.argsort(-r["scores"]):
-        if r["scores"][i] >= DRAW_MIN_SCORE and not (overlaps[i, keep] > iou).any():
-            keep[i] = True
+    above = np.where(r["scores"] >= DRAW_MIN_SCORE)[0]
+    keep[above[utils.non_max_suppression(r["rois"][above], r["scores"][above], iou)]] = True
     return keep
 
 
