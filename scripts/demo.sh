@@ -5,7 +5,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/env.sh"
-cd "$ROOT"
 OUT="${1:-out}"
 shift || true
+# the output folder is relative to where the command was typed, not to the repository
+case "$OUT" in /*) ;; *) OUT="$PWD/$OUT" ;; esac
+cd "$ROOT"
 exec python -m samples.demo --out "$OUT" "$@"

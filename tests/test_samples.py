@@ -15,6 +15,19 @@ def test_demo_draws_datasets_without_training(tmp_path):
         assert (tmp_path / "coco_sample.png").exists()
 
 
+def test_demo_script_writes_a_relative_folder_where_it_is_typed(tmp_path):
+    # bash scripts/demo.sh DIR from outside the repository: DIR is under the folder the
+    # command was typed in (it was under the repository)
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run(["bash", os.path.join(root, "scripts", "demo.sh"), "pictures",
+                          "--train-minutes", "0"], cwd=str(tmp_path), capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "pictures" / "shapes_dataset.png").exists()
+    assert not os.path.exists(os.path.join(root, "pictures"))
+
+
 @pytest.mark.slow
 def test_shapes_train_script_end_to_end(tmp_path):
     pytest.importorskip("tensorflow")
@@ -49,6 +62,8 @@ def test_quick_run_ends_with_the_figure_it_should_reach_and_the_fix_when_short()
         "(bench/RESULTS.md); this run trained 4.5 minutes and reached 0.932: goal reached")
     short = quick_verdict(0.393, 0.52)     # minutes of training this run had
     assert "this run trained 0.5 minutes and reached 0.393: goal not reached" in short
+    assert "(a shorter run than the demo's)" in short
+    assert "(a slower or busier machine" in quick_verdict(0.85, 4.5)
     # the option to give it more time, as each command that runs it spells it
     assert "--minutes 6 here" in short and "--train-minutes 6 for scripts/demo.sh" in short
 
