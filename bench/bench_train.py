@@ -80,8 +80,9 @@ def make_model_and_batch(size, batch_size):
     config = BenchConfig()
     model = modellib.MaskRCNN("training", config, os.path.join(ROOT, "logs", "bench"))
     model.set_trainable("all", verbose=0)
-    model.keras_model.compile(optimizer=__import__("keras").optimizers.SGD(
-        learning_rate=1e-3, momentum=0.9, global_clipnorm=5.0), jit_compile=False)
+    # the optimizer train() uses (SGD, momentum 0.9, clipped at a global norm of 5)
+    from mrcnn.optimizer import make_optimizer
+    model.keras_model.compile(optimizer=make_optimizer(config, 1e-3), jit_compile=False)
     ds = modellib.make_dataset(dataset, config, seed=0)
     it = iter(ds)
     batch = (next(it),)

@@ -49,6 +49,7 @@ from .imageops import as_model_image, resize_scale
 from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
                      rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
 from .molding import compose_image_meta, mold_image, mold_inputs, parse_image_meta, unmold_image
+from .optimizer import make_optimizer
 from .pipeline import (PipelineStats, check_training_shape, data_generator, load_image_gt,
                        make_dataset, probe_batch, training_anchors)
 from .roi_align import PyramidROIAlign
@@ -58,7 +59,7 @@ from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepL
                        TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
                        WorkerLost, XlaNotSupported, fit_scope, is_collective_failure,
                        is_xla_failure, layers_regex, worker_lost, xla_not_supported,
-                       make_optimizer, make_strategy, read_history, record_stage,
+                       make_strategy, read_history, record_stage,
                        set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
@@ -486,7 +487,7 @@ class MaskRCNN(object):
         Each epoch runs STEPS_PER_EPOCH batches (and VALIDATION_STEPS validation
         batches), logs to TensorBoard under self.log_dir, writes every step's losses to
         <log_dir>/losses.csv, the epoch to <log_dir>/history.json and the curves to
-        <log_dir>/losses.png, and saves a checkpoint
+        <log_dir>/losses.png (at most once a minute, and at the end), and saves a checkpoint
         <log_dir>/mask_rcnn_<name>_<epoch:04d>.h5. A NaN or infinite loss stops
         training and raises TrainingDiverged naming the step and the loss; a diverged
         epoch is never saved.

@@ -91,8 +91,8 @@ def build_parser(sample, extra_commands=True):
     t = _sub(sub, "train", "train (one stage, or --schedule), for --epochs or --minutes",
              "Train. Loads and checks the data and the configuration first, prints a\n"
              "short run block, and writes config.json, split.json, class_names.json and\n"
-             "run.json beside the checkpoints; after each epoch, losses.csv, history.json\n"
-             "and losses.png.")
+             "run.json beside the checkpoints; after each epoch, losses.csv and\n"
+             "history.json; losses.png at most once a minute and at the end.")
     _common(t, True)
     t.add_argument("--layers", default="heads",
                    help="heads | 3+ | 4+ | 5+ | all | a regex of layer names")

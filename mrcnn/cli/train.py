@@ -4,8 +4,9 @@ run block, write the full configuration to ``<run>/config.json`` and train.
 Files written in the run folder (``<logs>/<name><YYYYMMDDTHHMM>/``, beside the
 checkpoints): ``config.json`` (every Config value; ``--config`` accepts it), ``run.json``
 (the command lines and the choices made), ``split.json`` (the images of each subset) and
-``class_names.json``; ``train()`` itself writes ``history.json``, ``losses.csv`` and
-``losses.png`` after each epoch and adds each stage to ``run.json``.
+``class_names.json``; ``train()`` itself writes ``history.json`` and ``losses.csv``
+after each epoch, ``losses.png`` (at most once a minute, and when it ends) and adds each
+stage to ``run.json``.
 """
 import json
 import os
@@ -214,7 +215,7 @@ def cmd_train(sample, args):
         if budget is not None and budget.spent:
             stopped = budget.reason
             break
-    # history.json, losses.csv and losses.png were written after each epoch by train();
+    # history.json, losses.csv and losses.png were written by train();
     # the last checkpoint is this run's, whatever other runs the logs folder holds
     from ..weights import CHECKPOINT_NAME
     mine = sorted(f for f in os.listdir(model.log_dir) if CHECKPOINT_NAME.fullmatch(f))
