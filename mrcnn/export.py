@@ -455,12 +455,20 @@ def export(model, out_dir, fmt="savedmodel", class_names=None, opset=DEFAULT_OPS
 
 # ---------------------------------------------------------------- running exports
 
-def run_savedmodel(path, image):
-    """Run an exported SavedModel folder on one RGB uint8 image -> dict of NumPy arrays."""
+def load_savedmodel(path):
+    """Load an exported SavedModel (the export folder or its saved_model/ folder) for
+    run_savedmodel: loading takes a second or two, so load once for many images."""
     import tensorflow as tf
     folder = os.path.join(path, "saved_model") if os.path.isdir(
         os.path.join(path, "saved_model")) else path
-    loaded = tf.saved_model.load(folder)
+    return tf.saved_model.load(folder)
+
+
+def run_savedmodel(path, image, loaded=None):
+    """Run an exported SavedModel folder on one RGB uint8 image -> dict of NumPy arrays.
+    loaded: what load_savedmodel(path) returned (loaded here when not given)."""
+    import tensorflow as tf
+    loaded = loaded if loaded is not None else load_savedmodel(path)
     out = loaded.signatures["serving_default"](image=tf.constant(np.asarray(image, np.uint8)))
     return {k: v.numpy() for k, v in out.items()}
 
