@@ -289,7 +289,10 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     """The classic per-image report.
 
     dataset: a prepared Dataset (ground truth, original image size).
-    results: {image id: detect() dict} for the images to score.
+    results: {image id: detect() dict} for the images to score, or an iterable of
+        (image id, detect() dict) pairs such as ``iter_detections`` gives: each image is
+        scored as it comes and its full-size masks are not kept.
+    image_ids: the images of a results dict to score (default: all of them, sorted).
     iou_threshold: a float, or a list of them (the first one gives "AP"/"mAP"; each
         further threshold t adds "AP@t" per image and "mAP@t").
     Returns: {"mAP": mean compute_ap at iou_threshold, "mAP_range": mean compute_ap_range
@@ -298,28 +301,45 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     AP, AP_range, num_gt, num_pred}]}.
     """
     thresholds = [float(t) for t in np.atleast_1d(iou_threshold)]
-    iou_threshold, extra = thresholds[0], thresholds[1:]
-    if image_ids is None:
-        image_ids = sorted(results)
+    if isinstance(results, dict):
+        if image_ids is None:
+            image_ids = sorted(results)
+        pairs = ((image_id, results[image_id]) for image_id in image_ids)
+    else:
+        pairs = results
     rows = []
-    for image_id in image_ids:
-        r = results[image_id]
-        gt_boxes, gt_class_ids, gt_masks = _ground_truth_instances(dataset, image_id)
-        rois = np.asarray(r["rois"]).reshape(-1, 4)
-        masks = np.asarray(r["masks"])
-        if masks.ndim != 3:
-            masks = np.zeros(gt_masks.shape[:2] + (0,), dtype=bool)
-        args = (gt_boxes, gt_class_ids, gt_masks, rois, np.asarray(r["class_ids"]),
-                np.asarray(r["scores"]), masks)
-        # one mask-IoU computation for every threshold (the classic code did one per call)
-        aps = compute_ap_thresholds(*args, [iou_threshold] + extra + list(RANGE_THRESHOLDS))
-        ap_range = np.mean(aps[1 + len(extra):])
-        row = {"image_id": int(image_id), "reference": dataset.image_reference(image_id),
-               "AP": float(aps[0]), "AP_range": float(ap_range),
-               "num_gt": int(gt_class_ids.shape[0]), "num_pred": int(rois.shape[0])}
-        for t, ap in zip(extra, aps[1:]):
-            row["AP@{:g}".format(t)] = float(ap)
-        rows.append(row)
+    for image_id, r in pairs:
+        rows.append(per_image_ap(dataset, image_id, r, thresholds))
+        del r       # (not held while the next image is detected)
+    return summarise_ap(rows, thresholds)
+
+
+def per_image_ap(dataset, image_id, r, thresholds):
+    """One image's row of calculate_ap: its detect() dict ``r`` scored against its
+    ground truth at each IoU threshold (the first gives "AP", the others "AP@t")."""
+    iou_threshold, extra = thresholds[0], thresholds[1:]
+    gt_boxes, gt_class_ids, gt_masks = _ground_truth_instances(dataset, image_id)
+    rois = np.asarray(r["rois"]).reshape(-1, 4)
+    masks = np.asarray(r["masks"])
+    if masks.ndim != 3:
+        masks = np.zeros(gt_masks.shape[:2] + (0,), dtype=bool)
+    args = (gt_boxes, gt_class_ids, gt_masks, rois, np.asarray(r["class_ids"]),
+            np.asarray(r["scores"]), masks)
+    # one mask-IoU computation for every threshold (the classic code did one per call)
+    aps = compute_ap_thresholds(*args, [iou_threshold] + extra + list(RANGE_THRESHOLDS))
+    ap_range = np.mean(aps[1 + len(extra):])
+    row = {"image_id": int(image_id), "reference": dataset.image_reference(image_id),
+           "AP": float(aps[0]), "AP_range": float(ap_range),
+           "num_gt": int(gt_class_ids.shape[0]), "num_pred": int(rois.shape[0])}
+    for t, ap in zip(extra, aps[1:]):
+        row["AP@{:g}".format(t)] = float(ap)
+    return row
+
+
+def summarise_ap(rows, thresholds):
+    """calculate_ap's report from per_image_ap rows: the means over the images with
+    ground truth."""
+    iou_threshold, extra = thresholds[0], thresholds[1:]
     scored = [row for row in rows if not math.isnan(row["AP"])]
 
     def mean(key):
@@ -337,56 +357,85 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     return report
 
 
-def run_detection(model, dataset, image_ids=None, limit=None, progress=True):
-    """Run ``model.detect`` over dataset images, a batch of config.BATCH_SIZE at a time.
-
-    Returns: {image id: detect() dict}. ``limit`` caps the number of images (default:
-    all of them; the classic sample stopped at 500).
-    """
+def iter_detections(model, dataset, image_ids=None, limit=None, progress=True):
+    """``model.detect`` over dataset images, a batch of config.BATCH_SIZE at a time:
+    yields (image id, detect() dict) in order, so that a caller can score each image
+    and let its full-size masks go (a 640x480 COCO image with 100 detections holds
+    30 MB of masks). ``limit`` caps the number of images (default: all of them; the
+    classic sample stopped at 500)."""
     if image_ids is None:
         image_ids = list(dataset.image_ids)
     if limit:
         image_ids = image_ids[:limit]
     batch = int(getattr(model.config, "BATCH_SIZE", 1))
-    results = {}
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(image_ids), desc="detect", unit="img")
-    for start in range(0, len(image_ids), batch):
-        ids = list(image_ids[start:start + batch])
-        images = [dataset.load_image(i) for i in ids]
-        pad = batch - len(images)
-        outs = model.detect(images + images[-1:] * pad, verbose=0)
-        for i, r in zip(ids, outs):
-            results[i] = r
+    try:
+        for start in range(0, len(image_ids), batch):
+            ids = list(image_ids[start:start + batch])
+            images = [dataset.load_image(i) for i in ids]
+            pad = batch - len(images)
+            # (the padding's results are dropped here, and each result is let go once
+            # the caller has it: none is alive during the next batch's detect)
+            outs = list(zip(ids, model.detect(images + images[-1:] * pad, verbose=0)))
+            del images
+            if bar is not None:
+                bar.update(len(ids))
+            outs.reverse()
+            while outs:
+                pair = outs.pop()
+                yield pair
+                del pair
+    finally:
         if bar is not None:
-            bar.update(len(ids))
-    if bar is not None:
-        bar.close()
-    return results
+            bar.close()
+
+
+def run_detection(model, dataset, image_ids=None, limit=None, progress=True):
+    """Run ``model.detect`` over dataset images (see iter_detections).
+
+    Returns: {image id: detect() dict}, every image's full-size masks included: for a
+    large set, use evaluate_model or pass iter_detections(...) to calculate_ap, which
+    score each image as it comes."""
+    return dict(iter_detections(model, dataset, image_ids, limit, progress))
 
 
 def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox", "segm"),
                    progress=True, iou_thresholds=0.5, plot_dir=None):
     """Detect on a dataset and report both metrics.
 
+    Each image is scored as soon as it is detected (its masks kept only as COCO RLE),
+    so memory does not grow with the number of images.
     iou_thresholds: of the per-image compute_ap report (see calculate_ap).
     plot_dir: where to write the precision-recall PNGs (see evaluate_coco).
 
     Returns: {"coco": evaluate_coco(...), "per_image": calculate_ap(...),
-    "detect_seconds": s, "images": n}.
+    "detect_seconds": s (loading the images and detecting), "images": n}.
     """
-    t0 = time.time()
-    results = run_detection(model, dataset, image_ids=image_ids, limit=limit, progress=progress)
-    seconds = time.time() - t0
-    ids = list(results)
+    if image_ids is None:
+        image_ids = list(dataset.image_ids)
+    if limit:
+        image_ids = image_ids[:limit]
+    ids = list(image_ids)
     gt = ground_truth_from_dataset(dataset, ids)
-    detections = detections_to_coco(gt, results)
+    thresholds = [float(t) for t in np.atleast_1d(iou_thresholds)]
+    detections, rows, seconds = [], [], 0.0
+    stream = iter_detections(model, dataset, ids, progress=progress)
+    while True:
+        t0 = time.time()
+        try:
+            image_id, r = next(stream)
+        except StopIteration:
+            break
+        seconds += time.time() - t0
+        detections.extend(detections_to_coco(gt, {image_id: r}))
+        rows.append(per_image_ap(dataset, image_id, r, thresholds))
+        del r
     coco = evaluate_coco(gt, detections, iou_types=iou_types,
                          image_ids=[gt.coco_image_id(i) for i in ids], plot_dir=plot_dir)
-    return {"coco": coco, "per_image": calculate_ap(dataset, results, ids,
-                                                    iou_threshold=iou_thresholds),
+    return {"coco": coco, "per_image": summarise_ap(rows, thresholds),
             "detect_seconds": seconds, "images": len(ids)}
 
 

@@ -206,6 +206,50 @@ def test_evaluate_model_runs_detect_in_batches_over_all_images():
     assert report["coco"]["segm"]["AP"] == pytest.approx(1.0)
 
 
+def test_evaluation_lets_each_images_masks_go_once_it_is_scored():
+    """Memory must not grow with the set: when detect() runs on a batch, the masks of
+    the batches before it are gone (evaluate_model and calculate_ap(iter_detections))."""
+    import weakref
+    from samples.shapes.shapes import ShapesConfig, ShapesDataset
+
+    d = ShapesDataset()
+    d.load_shapes(9, 64, 64, seed=4)
+    d.prepare()
+
+    class Watched:
+        config = ShapesConfig()
+        given = []
+        alive_at_each_call = []
+
+        def detect(self, images, verbose=0):
+            self.alive_at_each_call.append(sum(m() is not None for m in self.given))
+            out = []
+            for image in images:
+                i = next(k for k in d.image_ids if np.array_equal(d.load_image(k), image))
+                mask, ids = d.load_mask(i)
+                mask = np.array(mask)
+                self.given.append(weakref.ref(mask))
+                out.append({"rois": utils.extract_bboxes(mask), "class_ids": ids,
+                            "scores": np.ones(len(ids)), "masks": mask})
+            return out
+
+    model = Watched()
+    report = evaluate.evaluate_model(model, d, progress=False)
+    assert report["images"] == 9 and report["per_image"]["mAP"] == 1.0
+    # (BATCH_SIZE 4: three calls)
+    assert model.alive_at_each_call == [0, 0, 0]
+    model.given.clear()
+    model.alive_at_each_call.clear()
+    report = evaluate.calculate_ap(d, evaluate.iter_detections(model, d, progress=False))
+    assert report["num_images"] == 9 and report["mAP"] == 1.0
+    assert model.alive_at_each_call == [0, 0, 0]
+    # a results dict keeps them all, as it says
+    model.given.clear()
+    results = evaluate.run_detection(model, d, progress=False)
+    assert sum(m() is not None for m in model.given) == 9    # (not the batch's padding)
+    assert sorted(results) == list(d.image_ids)
+
+
 def test_calculate_ap_at_several_thresholds_and_pr_curve_pngs(tmp_path):
     class One(utils.Dataset):
         def load(self):

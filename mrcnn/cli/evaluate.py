@@ -169,8 +169,10 @@ def cmd_calculate_ap(sample, args):
         raise CliError("--dataset {}: the subset holds no images; use --subset all"
                        .format(args.dataset))
     model, _ = inference_model(sample, args, dataset.class_names, path)
-    results = evaluate.run_detection(model, dataset, limit=args.limit)
-    report = evaluate.calculate_ap(dataset, results, iou_threshold=args.iou)
+    # (scored image by image: the full-size masks of the set are never all in memory)
+    report = evaluate.calculate_ap(dataset, evaluate.iter_detections(model, dataset,
+                                                                     limit=args.limit),
+                                   iou_threshold=args.iou)
     extra = ["AP@{:g}".format(t) for t in args.iou[1:]]
     print("{:>6}  {:<40} {:>4} {:>5} {:>7}{} {:>9}".format(
         "image", "reference", "gt", "pred", "AP@{:g}".format(args.iou[0]),
