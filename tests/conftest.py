@@ -4,6 +4,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 
 import numpy as np
@@ -11,6 +12,13 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The tests build and free many models. TensorFlow's oneDNN build keeps tensors in a
+# pool (MklCPUAllocator, a BFC pool) that never shrinks, so each worker held the peak
+# of its largest model until it ended (a ResNet-50 training run left 1.0 GiB behind);
+# with the system allocator a freed model's memory goes back (0.1 GiB left): the suite's
+# peak 4.7-4.9 -> 3.9 GiB. Not the library's default: for real training the pool is
+# faster and leaner (bench/RESULTS.md). Inherited by the processes tests start.
+os.environ.setdefault("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", "1")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
@@ -46,6 +54,72 @@ def _peak_gib(who):
     return resource.getrusage(who).ru_maxrss / 2 ** 20    # Linux: KiB
 
 
+def _process_tree(root):
+    """root and every process descended from it (from /proc)."""
+    children = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/{}/stat".format(name)) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def _pss_gib(pid):
+    """A process's proportional set size: its private pages, and its share of the pages
+    it shares (TensorFlow's libraries, about 0.55 GiB, are in every worker's RSS)."""
+    try:
+        with open("/proc/{}/smaps_rollup".format(pid)) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return 0.0
+
+
+class _SuiteMemory(threading.Thread):
+    """The memory the whole test run holds at once: the sum of the PSS of pytest, its
+    xdist workers and every process a test starts, sampled twice a second (about 1 ms
+    a sample); ``peak`` is the largest sum seen."""
+
+    def __init__(self, interval=0.5):
+        super().__init__(name="suite-memory", daemon=True)
+        self.interval = interval
+        self.peak = 0.0
+        self.stopped = threading.Event()
+
+    def sample(self):
+        self.peak = max(self.peak, sum(_pss_gib(p) for p in _process_tree(os.getpid())))
+
+    def run(self):
+        while not self.stopped.wait(self.interval):
+            self.sample()
+
+    def stop(self):
+        self.stopped.set()
+        self.sample()
+
+
+_MEMORY = None
+
+
+def pytest_configure(config):
+    global _MEMORY
+    if not hasattr(config, "workerinput") and os.path.isfile("/proc/self/smaps_rollup"):
+        _MEMORY = _SuiteMemory()
+        _MEMORY.start()
+
+
 def pytest_sessionfinish(session):
     """An xdist worker hands its peak memory to the controller's summary."""
     output = getattr(session.config, "workeroutput", None)
@@ -65,21 +139,23 @@ def pytest_testnodedown(node, error):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The suite's wall time and peak memory, printed at the end of every run: of this
-    process, or of each xdist worker and their sum (the most they can hold at once).
-    The processes tests start are not counted: Linux counts the pages a child shares
-    with its parent at the fork in the child's peak, so their figure was the worker's
-    own size, not theirs."""
+    """The suite's wall time and peak memory, printed at the end of every run: the
+    largest sum of the PSS of all its processes (workers and the processes tests start
+    included; shared library pages counted once, not once per process), and each
+    process's or xdist worker's own peak RSS (shared pages included)."""
     wall = time.monotonic() - _STARTED
+    total = ""
+    if _MEMORY is not None:
+        _MEMORY.stop()
+        total = ", peak memory of all its processes {:.2f} GiB (PSS)".format(_MEMORY.peak)
     if _WORKER_PEAKS:
         peaks = [_WORKER_PEAKS[k] for k in sorted(_WORKER_PEAKS)]
         terminalreporter.write_line(
-            "suite: {:.0f} s wall, {} workers, peak RSS per worker {} GiB (sum {:.2f} GiB)"
-            .format(wall, len(peaks), " / ".join("{:.2f}".format(p) for p in peaks),
-                    sum(peaks)))
+            "suite: {:.0f} s wall, {} workers{}; peak RSS per worker {} GiB".format(
+                wall, len(peaks), total, " / ".join("{:.2f}".format(p) for p in peaks)))
     else:
-        terminalreporter.write_line("suite: {:.0f} s wall, peak RSS {:.2f} GiB".format(
-            wall, _peak_gib(resource.RUSAGE_SELF)))
+        terminalreporter.write_line("suite: {:.0f} s wall{}; peak RSS {:.2f} GiB".format(
+            wall, total, _peak_gib(resource.RUSAGE_SELF)))
 
 
 def shared_run_dir(tmp_path_factory):
