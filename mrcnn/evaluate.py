@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -292,7 +293,7 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     results: {image id: detect() dict} for the images to score, or an iterable of
         (image id, detect() dict) pairs such as ``iter_detections`` gives: each image is
         scored as it comes and its full-size masks are not kept.
-    image_ids: the images of a results dict to score (default: all of them, sorted).
+    image_ids: the images to score (default: all of them; a dict's sorted).
     iou_threshold: a float, or a list of them (the first one gives "AP"/"mAP"; each
         further threshold t adds "AP@t" per image and "mAP@t").
     Returns: {"mAP": mean compute_ap at iou_threshold, "mAP_range": mean compute_ap_range
@@ -301,10 +302,13 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     AP, AP_range, num_gt, num_pred}]}.
     """
     thresholds = [float(t) for t in np.atleast_1d(iou_threshold)]
-    if isinstance(results, dict):
+    if isinstance(results, Mapping):
         if image_ids is None:
             image_ids = sorted(results)
         pairs = ((image_id, results[image_id]) for image_id in image_ids)
+    elif image_ids is not None:
+        wanted = set(image_ids)
+        pairs = ((image_id, r) for image_id, r in results if image_id in wanted)
     else:
         pairs = results
     rows = []
@@ -317,6 +321,7 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
 def per_image_ap(dataset, image_id, r, thresholds):
     """One image's row of calculate_ap: its detect() dict ``r`` scored against its
     ground truth at each IoU threshold (the first gives "AP", the others "AP@t")."""
+    thresholds = [float(t) for t in np.atleast_1d(thresholds)]
     iou_threshold, extra = thresholds[0], thresholds[1:]
     gt_boxes, gt_class_ids, gt_masks = _ground_truth_instances(dataset, image_id)
     rois = np.asarray(r["rois"]).reshape(-1, 4)
@@ -339,6 +344,7 @@ def per_image_ap(dataset, image_id, r, thresholds):
 def summarise_ap(rows, thresholds):
     """calculate_ap's report from per_image_ap rows: the means over the images with
     ground truth."""
+    thresholds = [float(t) for t in np.atleast_1d(thresholds)]
     iou_threshold, extra = thresholds[0], thresholds[1:]
     scored = [row for row in rows if not math.isnan(row["AP"])]
 
@@ -406,8 +412,9 @@ def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox"
                    progress=True, iou_thresholds=0.5, plot_dir=None):
     """Detect on a dataset and report both metrics.
 
-    Each image is scored as soon as it is detected (its masks kept only as COCO RLE),
-    so memory does not grow with the number of images.
+    Each image is scored as soon as it is detected and its masks are kept only as COCO
+    RLE: memory grows with the number of images by the RLEs and the per-image rows, not
+    by full-size masks.
     iou_thresholds: of the per-image compute_ap report (see calculate_ap).
     plot_dir: where to write the precision-recall PNGs (see evaluate_coco).
 
@@ -418,21 +425,22 @@ def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox"
         image_ids = list(dataset.image_ids)
     if limit:
         image_ids = image_ids[:limit]
-    ids = list(image_ids)
+    ids = list(dict.fromkeys(image_ids))    # (each image once, in order)
     gt = ground_truth_from_dataset(dataset, ids)
     thresholds = [float(t) for t in np.atleast_1d(iou_thresholds)]
     detections, rows, seconds = [], [], 0.0
     stream = iter_detections(model, dataset, ids, progress=progress)
-    while True:
-        t0 = time.time()
-        try:
-            image_id, r = next(stream)
-        except StopIteration:
-            break
-        seconds += time.time() - t0
-        detections.extend(detections_to_coco(gt, {image_id: r}))
-        rows.append(per_image_ap(dataset, image_id, r, thresholds))
-        del r
+    with contextlib.closing(stream):
+        while True:
+            t0 = time.time()
+            try:
+                image_id, r = next(stream)
+            except StopIteration:
+                break
+            seconds += time.time() - t0
+            detections.extend(detections_to_coco(gt, {image_id: r}))
+            rows.append(per_image_ap(dataset, image_id, r, thresholds))
+            del r
     coco = evaluate_coco(gt, detections, iou_types=iou_types,
                          image_ids=[gt.coco_image_id(i) for i in ids], plot_dir=plot_dir)
     return {"coco": coco, "per_image": summarise_ap(rows, thresholds),

@@ -586,6 +586,11 @@ class MaskRCNN(object):
             for ds in (train_ds, val_ds):
                 if ds is not None:
                     ds.loader.close()
+            if chief:
+                # Keras calls on_train_end only when fit() returns: losses.png also
+                # catches up when training ends with an error or Ctrl-C (a no-op when
+                # it is drawn already)
+                history_logger.on_train_end()
         reason = getattr(self.keras_model, "stop_training_reason", None)
         if chief:
             record_stage(self.log_dir, self, layers, learning_rate, history, started,

@@ -4,14 +4,16 @@ global norm of the gradients.
 
 SGD is Keras' SGD with its update done by one fused TensorFlow kernel per weight
 (``ResourceApplyKerasMomentum``: the same arithmetic, m = momentum * m - lr * g and
-w += m). Keras builds that update from about ten small ops per weight; on the 104
-weights of a small model that was 1,100 of the 7,400 ops of the training graph, all
-traced again by every train() call and run every step.
+w += m; bit-identical to Keras' SGD on the CPU, tests/test_optimizer.py). Keras builds
+that update from about ten small ops per weight; on the 104 weights of a small model
+that was 1,100 of the 7,400 ops of the training graph, all traced again by every
+train() call and run every step.
 """
 import keras
 import tensorflow as tf
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class MomentumSGD(keras.optimizers.SGD):
     """keras.optimizers.SGD (momentum > 0, not Nesterov: the classic settings) whose
     per-weight update is one fused kernel. Other settings, sparse gradients and other

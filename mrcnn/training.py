@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from .config import LOSS_NAMES
 from .graph_ops import parse_image_meta_graph
+from .optimizer import make_optimizer  # noqa: F401 (its home before optimizer.py)
 from .losses import (l2_weight_decay, mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,
                      mrcnn_mask_loss_graph, rpn_bbox_loss_graph, rpn_class_loss_graph)
 from .weights import save_weights_classic

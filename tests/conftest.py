@@ -107,6 +107,7 @@ class _SuiteMemory(threading.Thread):
 
     def stop(self):
         self.stopped.set()
+        self.join(timeout=5)
         self.sample()
 
 

@@ -243,6 +243,14 @@ def test_evaluation_lets_each_images_masks_go_once_it_is_scored():
     report = evaluate.calculate_ap(d, evaluate.iter_detections(model, d, progress=False))
     assert report["num_images"] == 9 and report["mAP"] == 1.0
     assert model.alive_at_each_call == [0, 0, 0]
+    # image_ids picks from a stream as from a dict; a repeated id counts once
+    picked = evaluate.calculate_ap(d, evaluate.iter_detections(model, d, progress=False),
+                                   image_ids=[1, 3])
+    assert [row["image_id"] for row in picked["per_image"]] == [1, 3]
+    twice = evaluate.evaluate_model(model, d, image_ids=[2, 2, 5], progress=False)
+    assert twice["images"] == 2 and twice["per_image"]["num_images"] == 2
+    assert twice["coco"]["num_detections"] == \
+        sum(row["num_pred"] for row in twice["per_image"]["per_image"])
     # a results dict keeps them all, as it says
     model.given.clear()
     results = evaluate.run_detection(model, d, progress=False)

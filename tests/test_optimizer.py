@@ -120,3 +120,28 @@ def test_loss_plot_is_drawn_after_long_epochs_and_at_the_end(tmp_path, monkeypat
     import json
     with open(str(tmp_path / "a" / "history.json")) as f:
         assert [h["epoch"] for h in json.load(f)] == [1, 2, 3, 4, 5]
+
+
+def test_loss_plot_catches_up_when_training_ends_with_an_error(tmp_path):
+    """Keras calls on_train_end only when fit() returns: train() draws losses.png in its
+    own clean-up, so a run stopped by an error still has the picture of its epochs."""
+    import os
+    from mrcnn import model as modellib
+    from samples.shapes.shapes import ShapesDataset
+    from tiny_configs import tiny_config
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("stopped by the test")
+
+    data = ShapesDataset()
+    data.load_shapes(4, 64, 64, seed=1)
+    data.prepare()
+    config = tiny_config("plot", IMAGE_MIN_DIM=64, IMAGE_MAX_DIM=64,
+                         RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128))
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    with pytest.raises(RuntimeError, match="stopped by the test"):
+        model.train(data, None, 0.001, 3, "heads", verbose=0, custom_callbacks=[Boom()])
+    # two short epochs, well within a minute: drawn only by the clean-up
+    assert os.path.isfile(os.path.join(model.log_dir, "losses.png"))
