@@ -25,6 +25,18 @@ SHARED_DATA = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
 _STARTED = time.monotonic()
 
 
+@pytest.fixture(autouse=True)
+def _log_test_start(request):
+    """With MRCNN_TEST_MEMORY_LOG set: when each test starts, in which process (to read
+    beside the memory samples of the same file)."""
+    log = os.environ.get("MRCNN_TEST_MEMORY_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write("{:.1f} test {} {}\n".format(time.monotonic() - _STARTED, os.getpid(),
+                                                request.node.nodeid))
+    yield
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _free_models_after_each_file():
     """Models built by one test file (module fixtures included) are freed before the
@@ -40,13 +52,19 @@ def _free_models_after_each_file():
 # waiting for the other's last long file. The rest keep their collection order.
 LONGEST_FILES = ("test_training.py", "test_export.py", "test_training_faults.py",
                  "test_training_reliability.py", "test_cli.py", "test_sample_coco.py",
-                 "test_multiworker.py", "test_sample_traffic.py", "test_download_faults.py",
+                 "test_sample_traffic.py", "test_download_faults.py",
                  "test_openimages.py", "test_precision.py", "test_training_outputs.py",
                  "test_docs.py", "test_tracking.py")
 
 
+# Files whose tests start more TensorFlow processes (the web demo's server and a browser;
+# a two-worker cluster) go first of all, while the workers are still small: later, with
+# each worker at its largest model, they made the peak of the whole run.
+FIRST_FILES = ("test_demo_browser.py", "test_multiworker.py")
+
+
 def pytest_collection_modifyitems(items):
-    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    rank = {name: i for i, name in enumerate(FIRST_FILES + LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
@@ -99,7 +117,15 @@ class _SuiteMemory(threading.Thread):
         self.stopped = threading.Event()
 
     def sample(self):
-        self.peak = max(self.peak, sum(_pss_gib(p) for p in _process_tree(os.getpid())))
+        sizes = [(p, _pss_gib(p)) for p in _process_tree(os.getpid())]
+        total = sum(size for _, size in sizes)
+        self.peak = max(self.peak, total)
+        log = os.environ.get("MRCNN_TEST_MEMORY_LOG")
+        if log:   # where the peak comes from: seconds, total, pid:GiB of each process
+            with open(log, "a") as f:
+                f.write("{:.1f} {:.2f} {}\n".format(
+                    time.monotonic() - _STARTED, total,
+                    " ".join("{}:{:.2f}".format(p, size) for p, size in sizes if size > 0.05)))
 
     def run(self):
         while not self.stopped.wait(self.interval):
