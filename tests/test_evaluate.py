@@ -177,6 +177,19 @@ def test_no_detections_give_zero_and_image_without_gt_is_skipped():
     assert math.isnan(report["per_image"][1]["AP"])
 
 
+def ground_truth_as_detections(dataset, images):
+    """What a perfect detect() returns: each image's ground truth (found by its pixels)
+    as a detect() dict with a new masks array."""
+    out = []
+    for image in images:
+        i = next(k for k in dataset.image_ids if np.array_equal(dataset.load_image(k), image))
+        mask, ids = dataset.load_mask(i)
+        mask = np.array(mask)
+        out.append({"rois": utils.extract_bboxes(mask), "class_ids": ids,
+                    "scores": np.ones(len(ids)), "masks": mask})
+    return out
+
+
 def test_evaluate_model_runs_detect_in_batches_over_all_images():
     from samples.shapes.shapes import ShapesConfig, ShapesDataset
 
@@ -192,13 +205,7 @@ def test_evaluate_model_runs_detect_in_batches_over_all_images():
         def detect(self, images, verbose=0):
             assert len(images) == self.config.BATCH_SIZE
             self.calls.append(len(images))
-            out = []
-            for image in images:
-                i = next(k for k in d.image_ids if np.array_equal(d.load_image(k), image))
-                mask, ids = d.load_mask(i)
-                out.append({"rois": utils.extract_bboxes(mask), "class_ids": ids,
-                            "scores": np.ones(len(ids)), "masks": mask})
-            return out
+            return ground_truth_as_detections(d, images)
 
     report = evaluate.evaluate_model(Oracle(), d, progress=False)
     assert report["images"] == 7 and Oracle.calls == [4, 4]
@@ -223,14 +230,8 @@ def test_evaluation_lets_each_images_masks_go_once_it_is_scored():
 
         def detect(self, images, verbose=0):
             self.alive_at_each_call.append(sum(m() is not None for m in self.given))
-            out = []
-            for image in images:
-                i = next(k for k in d.image_ids if np.array_equal(d.load_image(k), image))
-                mask, ids = d.load_mask(i)
-                mask = np.array(mask)
-                self.given.append(weakref.ref(mask))
-                out.append({"rois": utils.extract_bboxes(mask), "class_ids": ids,
-                            "scores": np.ones(len(ids)), "masks": mask})
+            out = ground_truth_as_detections(d, images)
+            self.given.extend(weakref.ref(r["masks"]) for r in out)
             return out
 
     model = Watched()
