@@ -164,8 +164,11 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
         if seed is not None:
             det.seed_(int(seed) % (2 ** 31))
         image = det.augment_image(image)
-        mask = det.augment_image(mask.astype(np.uint8),
-                                 hooks=imgaug.HooksImages(activator=hook))
+        # augment_images([mask]) is what augment_image(mask) runs, without its warning
+        # that an array with 32 or more channels looks like a batch of images: [H, W, N]
+        # masks of a crowded image (nuclei) are meant as one image of N channels.
+        mask = det.augment_images([mask.astype(np.uint8)],
+                                  hooks=imgaug.HooksImages(activator=hook))[0]
         image, mask = np.asarray(image), np.asarray(mask)
         if image.shape[:2] != mask.shape[:2]:
             raise ValueError("augmentation changed the image to {} but the masks to {}: "

@@ -148,6 +148,24 @@ def test_imgaug_pixel_augmenters_leave_masks_alone():
     np.testing.assert_array_equal(a_mask, mask)
 
 
+def test_imgaug_on_many_masks_flips_them_all_without_a_warning():
+    """An image with 40 instances: imgaug took the [H, W, 40] masks for a batch of
+    images and warned once per image (a log full of SuspiciousSingleImageShapeWarning)."""
+    iaa = pytest.importorskip("imgaug.augmenters")
+    import warnings
+    from mrcnn.augment import augment_image_and_masks
+    rng = np.random.RandomState(0)
+    image = rng.randint(0, 255, (32, 48, 3)).astype(np.uint8)
+    mask = rng.rand(32, 48, 40) > 0.5
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a_image, a_mask = augment_image_and_masks(image, mask, iaa.Fliplr(1.0), seed=0)
+    assert [str(w.message)[:60] for w in caught] == []
+    np.testing.assert_array_equal(a_image, image[:, ::-1])
+    np.testing.assert_array_equal(a_mask, mask[:, ::-1])
+    assert a_mask.dtype == bool
+
+
 def test_albumentations_pipeline_flips_image_and_masks():
     A = pytest.importorskip("albumentations")
     config = tiny()
