@@ -21,6 +21,13 @@ The accuracy cost on a trained model: the shapes sample's checkpoint (its --quic
 as the demo trains it) detects its 50 held-out images (seed 1001, as the sample draws
 them) in each dtype; the report gives mAP@0.5 (the sample's figure) and mask AP@[.5:.95]
 per dtype, and their differences from float32.
+
+    .venv/bin/python bench/bench_precision.py --nucleus-weights logs/nucleus.../mask_rcnn_nucleus_0012.h5
+
+The same on a nucleus sample checkpoint (samples/nucleus/train.py, its default config):
+the 13 validation images of the sample's fixed split, whole and at full resolution, in
+each dtype; the report gives COCO mask AP and AP50, box AP, and the classic per-image
+mAP@0.5, and their differences from float32.
 """
 import argparse
 import datetime
@@ -104,32 +111,67 @@ def child_shapes(args):
             "seconds": time.perf_counter() - t0, "machine": _child.machine_report()}
 
 
-def shapes_accuracy(args):
+def child_nucleus(args):
+    """COCO mask and box AP and the per-image mAP@0.5 of a nucleus checkpoint on the 13
+    validation images (whole, full resolution)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, ROOT)
+    from mrcnn import evaluate, model as modellib
+    from mrcnn.config import apply_overrides
+    from samples.nucleus.nucleus import NucleusInferenceConfig, load_nucleus
+
+    config = apply_overrides(NucleusInferenceConfig, {"COMPUTE_DTYPE": args.child})()
+    model = modellib.MaskRCNN("inference", config, os.path.join(ROOT, "logs"))
+    model.load_weights(args.nucleus_weights, by_name=True)
+    val = load_nucleus(args.nucleus_data, "val")
+    t0 = time.perf_counter()
+    report = evaluate.evaluate_model(model, val, progress=False)
+    return {"dtype": args.child, "mask_ap": report["coco"]["segm"]["AP"],
+            "mask_ap50": report["coco"]["segm"]["AP50"],
+            "box_ap": report["coco"]["bbox"]["AP"], "map50": report["per_image"]["mAP"],
+            "detections": report["coco"]["num_detections"], "images": report["images"],
+            "seconds": time.perf_counter() - t0, "machine": _child.machine_report()}
+
+
+# what each accuracy mode reports: (key, label) in the order printed
+ACCURACY_FIGURES = {
+    "shapes": [("map50", "shapes mAP@0.5"), ("map_range", "mask AP@[.5:.95]")],
+    "nucleus": [("mask_ap", "nucleus mask AP"), ("mask_ap50", "mask AP50"),
+                ("box_ap", "box AP"), ("map50", "per-image mAP@0.5")],
+}
+
+
+def accuracy(args, kind):
+    """Run the checkpoint of ``kind`` (shapes or nucleus) in each dtype, in its own
+    process, and report its accuracy figures against the first dtype's."""
+    weights = args.shapes_weights if kind == "shapes" else args.nucleus_weights
+    extra = (["--shapes-weights", weights, "--shapes-images", str(args.shapes_images)]
+             if kind == "shapes" else
+             ["--nucleus-weights", weights, "--nucleus-data", args.nucleus_data])
     results = {}
     for dtype in args.dtypes:
-        print("{}: the shapes checkpoint on {} held-out images ...".format(
-            dtype, args.shapes_images), flush=True)
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", dtype,
-               "--shapes-weights", args.shapes_weights, "--shapes-images",
-               str(args.shapes_images)]
+        print("{}: the {} checkpoint ...".format(dtype, kind), flush=True)
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", dtype] + extra
         results[dtype] = _child.run_child(cmd, dtype)
     ref = results[args.dtypes[0]]
     lines = _child.machine_lines(ref["machine"])
     for dtype in args.dtypes:
         r = results[dtype]
-        lines.append("{:9} shapes mAP@0.5 {:.3f} ({:+.3f}), mask AP@[.5:.95] {:.3f} ({:+.3f}) "
-                     "on {} held-out images; {:.1f} s".format(
-                         dtype, r["map50"], r["map50"] - ref["map50"], r["map_range"],
-                         r["map_range"] - ref["map_range"], r["images"], r["seconds"]))
-    lines.append("weights: {}".format(args.shapes_weights))
+        figures = ", ".join("{} {:.3f} ({:+.3f})".format(label, r[key], r[key] - ref[key])
+                            for key, label in ACCURACY_FIGURES[kind])
+        lines.append("{:9} {} on {} {} images; {:.1f} s".format(
+            dtype, figures, r["images"], "held-out" if kind == "shapes" else "validation",
+            r["seconds"]))
+    lines.append("weights: {}".format(weights))
     print("\n".join(lines))
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write("\n## Compute precision, accuracy on the shapes checkpoint ({}, {})\n\n"
-                    .format(datetime.date.today().isoformat(),
+            f.write("\n## Compute precision, accuracy on the {} checkpoint ({}, {})\n\n"
+                    .format(kind, datetime.date.today().isoformat(),
                             lines[0].split(":", 1)[1].strip()))
-            f.write("`python bench/bench_precision.py --shapes-weights CHECKPOINT --dtypes {}`"
-                    "\n\n```\n{}\n```\n".format(" ".join(args.dtypes), "\n".join(lines)))
+            f.write("`python bench/bench_precision.py --{}-weights CHECKPOINT --dtypes {}`"
+                    "\n\n```\n{}\n```\n".format(kind, " ".join(args.dtypes),
+                                                   "\n".join(lines)))
 
 
 def box_iou(a, b):
@@ -189,6 +231,13 @@ def main(argv=None):
                         "instead of timing")
     p.add_argument("--shapes-images", type=int, default=50,
                    help="held-out shapes images for --shapes-weights")
+    p.add_argument("--nucleus-weights", default=None,
+                   help="a nucleus sample checkpoint: report COCO mask and box AP and the "
+                        "per-image mAP@0.5 on its 13 validation images per dtype instead "
+                        "of timing")
+    p.add_argument("--nucleus-data", default=os.path.join(
+        ROOT, "..", "shared", "data", "nucleus_dsb2018", "stage1_test"),
+        help="the DSB2018 folder for --nucleus-weights (default: %(default)s)")
     p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     p.add_argument("--child", choices=["float32", "bfloat16", "float16"],
                    help=argparse.SUPPRESS)
@@ -196,11 +245,16 @@ def main(argv=None):
     p.add_argument("--shared-weights", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(child_shapes(args) if args.shapes_weights else
-                                     child(args)))
+        run = (child_shapes if args.shapes_weights else
+               child_nucleus if args.nucleus_weights else child)
+        print("RESULT " + json.dumps(run(args)))
         return
+    if args.shapes_weights and args.nucleus_weights:
+        p.error("--shapes-weights and --nucleus-weights: give one")
     if args.shapes_weights:
-        return shapes_accuracy(args)
+        return accuracy(args, "shapes")
+    if args.nucleus_weights:
+        return accuracy(args, "nucleus")
     import numpy as np
     if args.dtypes[0] != "float32" and not args.weights:
         p.error("--dtypes: the first must be float32 unless --weights is given (it writes "
