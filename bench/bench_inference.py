@@ -100,7 +100,9 @@ def child_mrcnn(args):
         split["mold"].append(t1 - t0)
         split["graph"].append(t2 - t1)
         split["unmold"].append(t3 - t2)
+    peak = _child.work_peak_rss_mb()    # (before the FLOP count and the machine report)
     return {"times": times, "graph_times": split["graph"], "split": split, "detections": n,
+            "peak_rss_mb": peak,
             "gflop": count_mrcnn_gflop(model, molded[:1], metas[:1], anchors[:1])
             if args.batch == 1 else None,
             "machine": _child.machine_report()}
@@ -178,6 +180,7 @@ def child_torchvision(args):
         times.append(time.perf_counter() - t0)
         n = int(out["boxes"].shape[0])
     return {"times": times, "detections": n, "torch": torch.__version__,
+            "peak_rss_mb": _child.work_peak_rss_mb(),
             "torchvision": torchvision.__version__, "threads": torch.get_num_threads(),
             "device": device}
 

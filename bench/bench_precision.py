@@ -74,10 +74,12 @@ def child(args):
         t1 = time.perf_counter()
         model._predict(molded, metas, anchors)
         graph.append(time.perf_counter() - t1)
+    peak = _child.work_peak_rss_mb()    # (before the machine report's matmul probe)
     np.savez_compressed(args.out, rois=r["rois"], class_ids=r["class_ids"],
                         scores=r["scores"], masks=r["masks"])
     return {"dtype": args.child, "times": times, "graph_times": graph,
-            "detections": int(len(r["scores"])), "machine": _child.machine_report()}
+            "detections": int(len(r["scores"])), "peak_rss_mb": peak,
+            "machine": _child.machine_report()}
 
 
 def child_shapes(args):

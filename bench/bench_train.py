@@ -115,7 +115,9 @@ def child_mrcnn(args):
         logs = step(data_it)
         float(logs["loss"])
         times.append(time.perf_counter() - t0)
-    return {"times": times, "pipeline": pipeline, "machine": _child.machine_report()}
+    peak = _child.work_peak_rss_mb()    # (before the machine report's matmul probe)
+    return {"times": times, "pipeline": pipeline, "peak_rss_mb": peak,
+            "machine": _child.machine_report()}
 
 
 def child_torchvision(args):
@@ -159,6 +161,7 @@ def child_torchvision(args):
         step()
         times.append(time.perf_counter() - t0)
     return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "peak_rss_mb": _child.work_peak_rss_mb(),
             "threads": torch.get_num_threads(), "device": device}
 
 
