@@ -22,9 +22,11 @@ browser; tests/test_demo_browser.py drives the real page in headless Chromium.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
+import weakref
 
 import numpy as np
 
@@ -102,9 +104,14 @@ class DemoApp(object):
     """What the page does, without the page: detect once, then filter and draw.
 
     model: an inference MaskRCNN; class_names: NUM_CLASSES names, background first.
+    keep: how many results (a PNG and a JSON each, the page's downloads) stay in
+    ``out_dir``; older ones are deleted as new ones come, so a server that runs for weeks
+    does not fill the disk (every upload, slider move or class change writes one). The
+    folder itself is removed when the app is freed or the process exits, or by
+    ``close()``.
     """
 
-    def __init__(self, model, class_names, default_threshold=None, floor=0.05):
+    def __init__(self, model, class_names, default_threshold=None, floor=0.05, keep=200):
         self.model = model
         self.class_names = list(class_names)
         conf = model.config.DETECTION_MIN_CONFIDENCE
@@ -115,8 +122,21 @@ class DemoApp(object):
             raise ValueError("build the demo's model with DETECTION_MIN_CONFIDENCE <= {} "
                              "(the slider's floor); load_app does".format(self.floor))
         self._lock = threading.Lock()
+        if keep < 1:
+            raise ValueError("keep={}: the demo must keep at least its latest result"
+                             .format(keep))
+        self.keep = int(keep)
         self.out_dir = tempfile.mkdtemp(prefix="mrcnn-demo-")
         self._count = 0
+        # (a finalizer, not atexit: it also runs when the app is garbage-collected, and
+        # does not keep the app and its model alive until the process ends)
+        self._remove_out_dir = weakref.finalize(self, shutil.rmtree, self.out_dir,
+                                                ignore_errors=True)
+
+    def close(self):
+        """Delete the results folder now (also done when the app is freed or the
+        process exits)."""
+        self._remove_out_dir()
 
     def detect(self, image):
         """RGB uint8 image -> raw result dict (rois, class_ids, scores, masks)."""
@@ -166,11 +186,20 @@ class DemoApp(object):
         from PIL import Image
         with self._lock:
             self._count += 1
-            stem = os.path.join(self.out_dir, "result_{:04d}".format(self._count))
+            count = self._count
+        stem = os.path.join(self.out_dir, "result_{:04d}".format(count))
         png, js = stem + ".png", stem + ".json"
         Image.fromarray(drawn).save(png)
         with open(js, "w") as f:
             json.dump(report, f, indent=1)
+        old = count - self.keep
+        if old > 0:
+            for path in (os.path.join(self.out_dir, "result_{:04d}{}".format(old, ext))
+                         for ext in (".png", ".json")):
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
         return png, js
 
     # -------------------------------------------------------------- page callbacks

@@ -7,7 +7,6 @@ image at a time, and ``read_class_names`` finds the class names that the samples
 """
 import json
 import os
-import tempfile
 
 from .config import Config, ConfigError, load_config_class
 
@@ -45,13 +44,17 @@ def load_inference_model(weights, config, model_dir=None):
     """An inference MaskRCNN with ``weights`` loaded (by name, strictly for the heads).
 
     weights: path to an .h5 / .weights.h5 file; config: see ``inference_config``.
+    model_dir: the model's model_dir (default: the folder of ``weights``; inference
+    writes nothing there).
     """
     from . import model as modellib
     if not weights or not os.path.isfile(weights):
         raise FileNotFoundError("weight file not found: {}; give the path of a checkpoint "
                                 "(e.g. logs/<run>/mask_rcnn_<name>_0010.h5)".format(weights))
     config = inference_config(config)
-    model_dir = model_dir or tempfile.mkdtemp(prefix="mrcnn-inference-")
+    # an inference model writes nothing to model_dir: the weights' folder (the training
+    # run's) serves, and no empty temporary folder is left behind per call
+    model_dir = model_dir or os.path.dirname(os.path.abspath(weights))
     model = modellib.MaskRCNN("inference", config, model_dir)
     model.load_weights(weights, by_name=True)
     return model

@@ -99,6 +99,33 @@ def test_page_callbacks_detect_once_then_filter(app, tmp_path):
     assert json.load(open(js4))["detections"] == [] and status4.startswith("0 instances")
 
 
+def test_demo_keeps_only_its_newest_results_and_removes_its_folder():
+    """Every upload or slider move writes a PNG and a JSON: a long-running server kept
+    them all in /tmp, and the folder outlived the process."""
+    import os
+    from types import SimpleNamespace
+    model = SimpleNamespace(config=SimpleNamespace(DETECTION_MIN_CONFIDENCE=0.0))
+    app = demo.DemoApp(model, ["BG", "a"], keep=3)
+    drawn = np.zeros((4, 5, 3), np.uint8)
+    paths = [app.save(drawn, {"n": i}) for i in range(1, 6)]
+    assert sorted(os.listdir(app.out_dir)) == [
+        "result_{:04d}.{}".format(i, ext) for i in (3, 4, 5) for ext in ("json", "png")]
+    png, js = paths[-1]
+    assert json.load(open(js)) == {"n": 5} and Image.open(png).size == (5, 4)
+    out_dir = app.out_dir
+    del app
+    import gc
+    gc.collect()
+    assert not os.path.exists(out_dir)
+    with pytest.raises(ValueError, match="keep=0"):
+        demo.DemoApp(model, ["BG", "a"], keep=0)
+
+
+def test_the_demo_model_leaves_no_temporary_folder(app, tiny_shapes_weights):
+    import os
+    assert app.model.model_dir == os.path.dirname(os.path.abspath(tiny_shapes_weights))
+
+
 def test_page_callbacks_turn_bad_uploads_into_a_message(app, tmp_path):
     bad = tmp_path / "report.pdf"
     bad.write_bytes(b"%PDF-1.4 not an image")
