@@ -162,7 +162,9 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
 
         det = augmentation.to_deterministic()
         if seed is not None:
-            det.seed_(int(seed) % (2 ** 31))
+            # deterministic_too: imgaug leaves a deterministic augmenter's random state
+            # alone otherwise, and the seed did nothing (each call drew anew)
+            det.seed_(int(seed) % (2 ** 31), deterministic_too=True)
         image = det.augment_image(image)
         # augment_images([mask]) is what augment_image(mask) runs, without its warning
         # that an array with 32 or more channels looks like a batch of images: [H, W, N]
