@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -122,9 +123,9 @@ class DemoApp(object):
             raise ValueError("build the demo's model with DETECTION_MIN_CONFIDENCE <= {} "
                              "(the slider's floor); load_app does".format(self.floor))
         self._lock = threading.Lock()
-        if keep < 1:
-            raise ValueError("keep={}: the demo must keep at least its latest result"
-                             .format(keep))
+        if int(keep) != keep or keep < 1:
+            raise ValueError("keep={}: give a whole number >= 1 (the demo must keep at "
+                             "least its latest result)".format(keep))
         self.keep = int(keep)
         self.out_dir = tempfile.mkdtemp(prefix="mrcnn-demo-")
         self._count = 0
@@ -304,6 +305,9 @@ def main(argv=None):
         raise SystemExit(2)
     page = build_page(app, args.title)
     print("serving on http://{}:{} (Ctrl+C stops)".format(args.host, args.port), flush=True)
+    # a service manager (systemd, docker stop) ends the server with SIGTERM: exit the
+    # normal way, so that the results folder is removed as on Ctrl+C
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     page.queue().launch(server_name=args.host, server_port=args.port, share=False,
                         show_error=False, inbrowser=False, allowed_paths=[app.out_dir])
 

@@ -117,13 +117,27 @@ def test_demo_keeps_only_its_newest_results_and_removes_its_folder():
     import gc
     gc.collect()
     assert not os.path.exists(out_dir)
-    with pytest.raises(ValueError, match="keep=0"):
-        demo.DemoApp(model, ["BG", "a"], keep=0)
+    for keep in (0, 0.5):
+        with pytest.raises(ValueError, match="keep={}: give a whole number".format(keep)):
+            demo.DemoApp(model, ["BG", "a"], keep=keep)
+    closed = demo.DemoApp(model, ["BG", "a"])
+    assert os.path.isdir(closed.out_dir)
+    closed.close()
+    assert not os.path.exists(closed.out_dir)
 
 
-def test_the_demo_model_leaves_no_temporary_folder(app, tiny_shapes_weights):
+def test_an_inference_model_leaves_no_temporary_folder(tiny_shapes_weights, tmp_path,
+                                                        monkeypatch):
+    """load_inference_model made an empty mrcnn-inference-* folder per call, never removed."""
     import os
-    assert app.model.model_dir == os.path.dirname(os.path.abspath(tiny_shapes_weights))
+    import tempfile
+    from mrcnn.inference_model import load_inference_model
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    weights_dir = os.path.dirname(os.path.abspath(tiny_shapes_weights))
+    before = sorted(os.listdir(weights_dir))
+    model = load_inference_model(tiny_shapes_weights, TinyShapesDemoConfig)
+    assert model.model_dir == weights_dir
+    assert os.listdir(tmp_path) == [] and sorted(os.listdir(weights_dir)) == before
 
 
 def test_page_callbacks_turn_bad_uploads_into_a_message(app, tmp_path):

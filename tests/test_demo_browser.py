@@ -52,8 +52,9 @@ def server(request, tmp_path_factory):
     config = os.environ.get("MRCNN_DEMO_CONFIG", "tiny_configs:TinyShapesDemoConfig")
     port = free_port()
     log = tmp_path_factory.mktemp("demo") / "server.log"
+    tmp = tmp_path_factory.mktemp("demo-tmp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
-               GRADIO_ANALYTICS_ENABLED="False")
+               GRADIO_ANALYTICS_ENABLED="False", TMPDIR=str(tmp))
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mrcnn.demo", "--weights", weights, "--config", config,
@@ -71,11 +72,15 @@ def server(request, tmp_path_factory):
                 pytest.fail("the demo did not start:\n" + log.read_text()[-3000:])
             time.sleep(1)
     yield url
-    proc.terminate()
+    results = [d for d in os.listdir(tmp) if d.startswith("mrcnn-demo-")]
+    assert len(results) == 1, results     # (the downloads were there while it ran)
+    proc.terminate()        # SIGTERM, as a service manager stops it
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    # the server removed its results folder on the way out
+    assert [d for d in os.listdir(tmp) if d.startswith("mrcnn-demo-")] == []
 
 
 def test_demo_page_in_chromium(server, tmp_path):
