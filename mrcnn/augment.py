@@ -16,6 +16,9 @@ normalised floats; so is any augmenter or callable that changes the dtype, the
 channels or the number of masks. ``check_augmentation`` runs these checks once, up
 front.
 """
+import copy
+import threading
+
 import numpy as np
 
 # imgaug augmenters that move pixels: these are applied to the masks as well.
@@ -140,6 +143,30 @@ def _check_output(augmentation, image_in, n_masks, image, mask):
     return image, mask
 
 
+# (albumentations before Compose.set_random_seed draws from the global random modules:
+# seeding those and drawing must not interleave with another loader thread's)
+_GLOBAL_SEED_LOCK = threading.Lock()
+
+
+def _albumentations_call(augmentation, image, masks, seed):
+    """augmentation(image=..., masks=...), repeatable for a seed even when the input
+    pipeline's threads augment several images at once: a seeded call runs on its own
+    copy of the pipeline, seeded, so no other thread draws from its generator (seeding
+    the shared pipeline let the threads' draws interleave: 21 of 40 images came out
+    different from a one-thread run), and the global random state is left alone."""
+    if seed is None:
+        return augmentation(image=image, masks=masks)
+    if hasattr(augmentation, "set_random_seed"):
+        own = copy.deepcopy(augmentation)
+        own.set_random_seed(int(seed) % (2 ** 32))
+        return own(image=image, masks=masks)
+    import random
+    with _GLOBAL_SEED_LOCK:
+        random.seed(int(seed))
+        np.random.seed(int(seed) % (2 ** 32))
+        return augmentation(image=image, masks=masks)
+
+
 def augment_image_and_masks(image, mask, augmentation, seed=None):
     """Apply ``augmentation`` to an image and its [H, W, N] masks.
 
@@ -179,14 +206,8 @@ def augment_image_and_masks(image, mask, augmentation, seed=None):
         image, mask = _check_output(augmentation, image_in, n_masks, image, mask)
         return image, mask.astype(bool)
     if _is_albumentations(augmentation):
-        if seed is not None:
-            import random
-            random.seed(int(seed))
-            np.random.seed(int(seed) % (2 ** 32))
-            if hasattr(augmentation, "set_random_seed"):
-                augmentation.set_random_seed(int(seed) % (2 ** 32))
         masks = [mask[:, :, i].astype(np.uint8) for i in range(mask.shape[-1])]
-        out = augmentation(image=image, masks=masks)
+        out = _albumentations_call(augmentation, image, masks, seed)
         image = np.asarray(out["image"])
         masks = out.get("masks", masks)
         if len(masks):
