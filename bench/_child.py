@@ -9,7 +9,18 @@ def work_peak_rss_mb():
     """This process's peak resident memory so far, in MB. A child calls it right after
     the work it measures and returns it as ``peak_rss_mb``: what it does after that (the
     machine report's 4096x4096 matmul probe, the FLOP count's extra trace of the model)
-    is the benchmark's own and must not count against the side that does it."""
+    is the benchmark's own and must not count against the side that does it.
+
+    VmHWM, the high-water mark of this process's own memory map: getrusage's ru_maxrss
+    carries the parent's size over the fork and exec (a child of a 1.5 GB process reads
+    1.5 GB before it has done anything)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -18,7 +29,8 @@ def run_child(cmd, which):
     """Run ``cmd`` (which prints a line 'RESULT <json>'); return the parsed JSON, with
     ``peak_rss_mb`` as the child gave it (``work_peak_rss_mb`` after its measured work)
     or else the child's whole-life peak resident memory (from wait4), which is also
-    kept as ``process_peak_rss_mb``.
+    kept as ``process_peak_rss_mb`` (it is at least this process's size at the fork:
+    the benchmarks' parents stay small, without TensorFlow or torch).
 
     Output goes to temporary files, not pipes, so a chatty child (TensorFlow logs a
     lot) can never block on a full pipe while we wait for it.
