@@ -367,6 +367,44 @@ def test_time_budget_stops_at_the_epoch_that_would_overrun_or_the_step_that_does
     assert step.model.stop_training and "step 5" in step.reason
 
 
+def test_time_budget_times_the_next_epoch_without_the_first_epochs_tracing():
+    """A train() call's first epoch also traces the graph. Timing the next epoch by it
+    stopped a nucleus run with 228 s left and 200-s epochs."""
+    from mrcnn.callbacks import TimeBudget
+    now = [0.0]
+    budget = TimeBudget(4.0, clock=lambda: now[0])  # 240 s
+    budget.set_model(_Model())
+
+    def epoch(index, seconds):
+        budget.on_epoch_begin(index)
+        now[0] += seconds
+        budget.on_epoch_end(index)
+    budget.on_train_begin()
+    epoch(0, 100.0)              # 60 s of steps + 40 s of tracing; 140 s left
+    assert not budget.model.stop_training and budget.next_epoch_seconds() == 100.0
+    epoch(1, 60.0)               # 80 s left: a 60-s epoch fits (by the first: it did not)
+    assert not budget.model.stop_training and budget.next_epoch_seconds() == 60.0
+    epoch(2, 55.0)               # 25 s left
+    assert budget.model.stop_training and budget.reason.startswith("the next epoch (60 s)")
+    # a new train() call (a schedule's next stage) traces anew: its first epoch counts
+    # alone again, not the earlier stage's faster epochs
+    stage = TimeBudget(10.0, clock=lambda: now[0])
+    stage.set_model(_Model())
+    stage.on_train_begin()
+    stage.on_epoch_begin(0)
+    now[0] += 30.0
+    stage.on_epoch_end(0)
+    stage.on_epoch_begin(1)
+    now[0] += 20.0
+    stage.on_epoch_end(1)
+    stage.on_train_begin()
+    assert stage.next_epoch_seconds() == 0.0
+    stage.on_epoch_begin(2)
+    now[0] += 90.0
+    stage.on_epoch_end(2)
+    assert stage.next_epoch_seconds() == 90.0
+
+
 def test_every_epoch_has_a_header_saying_where_a_resumed_run_starts(capsys):
     from mrcnn.callbacks import EpochProgress
     bar = EpochProgress()
