@@ -171,6 +171,28 @@ def test_modelcard_command_uses_the_run_config(coco_run, tmp_path, capsys):
 
 # ---------------------------------------------------------------- every layout
 
+def test_later_stages_and_resumed_runs_get_their_own_seed(tmp_path, capsys, monkeypatch):
+    """Each train() call starts its image stream anew from its seed: with one --seed for
+    every stage, the 'all' stage replayed the images, crops and augmentations the
+    'heads' stage began with."""
+    from mrcnn import model as modellib
+    from mrcnn.cli.train import stage_seed
+    calls = []
+
+    def fake_train(self, train, val, learning_rate, epochs, layers, seed=None, **kwargs):
+        calls.append((layers, self.epoch, seed))
+        self.epoch = epochs
+    monkeypatch.setattr(modellib.MaskRCNN, "train", fake_train)
+    options, _ = write_layout("npy", tmp_path / "data")
+    logs = str(tmp_path / "logs")
+    run_main(["train"] + options + ["--weights", "none", "--logs", logs, "--seed", "5",
+                                    "--quiet", "--val-fraction", "0",
+                                    "--schedule", "heads:2,4+:3,all:5"] + TINY, capsys)
+    assert calls == [("heads", 0, 5), ("4+", 2, 5 + 7919 * 2), ("all", 3, 5 + 7919 * 3)]
+    assert stage_seed(None, 4) is None and stage_seed(7, 0) == 7
+    assert stage_seed(2 ** 31 - 1, 1) == 7918      # (kept within the loader's range)
+
+
 @pytest.mark.parametrize("layout", [l for l in LAYOUTS if l != "coco"])
 def test_train_evaluate_detect_in_each_layout(layout, tmp_path, capsys):
     options, names = write_layout(layout, tmp_path / "data")

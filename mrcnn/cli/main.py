@@ -114,7 +114,8 @@ def build_parser(sample, extra_commands=True):
     t.add_argument("--val-steps", type=int, default=None,
                    help="validation steps per epoch (default: the config's VALIDATION_STEPS)")
     t.add_argument("--seed", type=int, default=None,
-                   help="repeatable image order and augmentation, and the split's seed "
+                   help="repeatable image order and augmentation, and the split's seed; "
+                        "later --schedule stages and resumed runs derive theirs from it "
                         "(default: a random order; split seed 0)")
     t.add_argument("--quiet", action="store_true", help="one line per epoch, no progress bar")
     t.add_argument("--save-every", type=int, default=1, metavar="N",

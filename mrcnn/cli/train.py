@@ -45,6 +45,17 @@ def default_augmentation():
     ])
 
 
+def stage_seed(seed, start_epoch):
+    """The seed of the train() call that starts after ``start_epoch`` epochs: --seed itself
+    for a run's first stage; for a later stage of --schedule or a resumed run (--weights
+    last), one derived from both, so that the call does not replay the image order,
+    crops and augmentations the first stage began with (each train() call starts its
+    image stream anew from its seed). The same command still repeats exactly."""
+    if seed is None or start_epoch == 0:
+        return seed
+    return (int(seed) + 7919 * int(start_epoch)) % (2 ** 31)
+
+
 def plan_stages(args, config):
     """[(layers, epoch, lr), ...] from --schedule or --layers/--epochs/--lr; --lr unset
     keeps the config's LEARNING_RATE."""
@@ -206,7 +217,8 @@ def cmd_train(sample, args):
         progress = EpochProgress(budget=budget, open_ended=epochs >= OPEN_ENDED, stage=note)
         try:
             h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
-                            augmentation=augmentation, seed=args.seed,
+                            augmentation=augmentation,
+                            seed=stage_seed(args.seed, model.epoch),
                             save_every=args.save_every,
                             custom_callbacks=callbacks + [progress],
                             verbose=2 if args.quiet else 1)
