@@ -156,6 +156,15 @@ def _albumentations_call(augmentation, image, masks, seed):
     different from a one-thread run), and the global random state is left alone."""
     if seed is None:
         return augmentation(image=image, masks=masks)
+    if hasattr(augmentation, "set_random_state"):
+        # one generator shared by every transform of the copy, as an unseeded pipeline
+        # draws (set_random_seed gives each transform the same seed: two flips at
+        # p=0.5 then always flip together)
+        import random
+        own = copy.deepcopy(augmentation)
+        own.set_random_state(np.random.default_rng(int(seed) % (2 ** 32)),
+                             random.Random(int(seed)))
+        return own(image=image, masks=masks)
     if hasattr(augmentation, "set_random_seed"):
         own = copy.deepcopy(augmentation)
         own.set_random_seed(int(seed) % (2 ** 32))

@@ -69,7 +69,8 @@ class TimeBudget(keras.callbacks.Callback):
     this ``train()`` call's epochs after its first; the first alone while there is no
     other (it also holds the graph's tracing, tens of seconds for a ResNet, which the
     epochs after it do not pay: timing by it stopped a 30-minute nucleus run a whole
-    epoch early).
+    epoch early). After a call's last epoch the next one is the next call's first (a
+    schedule's next stage), which traces again: it is timed as the slowest epoch of all.
     ``spent`` tells whether it stopped training; ``reason`` says why.
     """
 
@@ -97,8 +98,11 @@ class TimeBudget(keras.callbacks.Callback):
         self.reason = reason
         self.model.stop_training = True
 
-    def next_epoch_seconds(self):
-        """What the next epoch is expected to take (see the class docstring)."""
+    def next_epoch_seconds(self, last_of_call=False):
+        """What the next epoch is expected to take (see the class docstring);
+        last_of_call: the epoch just ended was this train() call's last."""
+        if last_of_call:
+            return max(self._epochs, default=0.0)
         steady = self._epochs[1:]
         return max(steady) if steady else (self._epochs[0] if self._epochs else 0.0)
 
@@ -121,7 +125,8 @@ class TimeBudget(keras.callbacks.Callback):
             self._epochs.append(self.clock() - self._epoch_start)
         if not self.whole_epochs:
             return
-        expected = self.next_epoch_seconds()
+        last = epoch + 1 >= (getattr(self, "params", None) or {}).get("epochs", float("inf"))
+        expected = self.next_epoch_seconds(last_of_call=last)
         if not self.spent and self.elapsed() + expected > self.seconds:
             self._stop("the next epoch ({:.0f} s) would not fit in the {:.0f} s left of the "
                        "{:g} min budget".format(expected, self.left(), self.seconds / 60))

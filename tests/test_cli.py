@@ -188,9 +188,23 @@ def test_later_stages_and_resumed_runs_get_their_own_seed(tmp_path, capsys, monk
     run_main(["train"] + options + ["--weights", "none", "--logs", logs, "--seed", "5",
                                     "--quiet", "--val-fraction", "0",
                                     "--schedule", "heads:2,4+:3,all:5"] + TINY, capsys)
-    assert calls == [("heads", 0, 5), ("4+", 2, 5 + 7919 * 2), ("all", 3, 5 + 7919 * 3)]
+    assert calls == [("heads", 0, 5), ("4+", 2, stage_seed(5, 2)), ("all", 3, stage_seed(5, 3))]
     assert stage_seed(None, 4) is None and stage_seed(7, 0) == 7
-    assert stage_seed(2 ** 31 - 1, 1) == 7918      # (kept within the loader's range)
+    # a multi-worker run without --seed: the workers share 0, mixed for later stages
+    assert stage_seed(None, 0, workers=2) == 0 and stage_seed(None, 3, workers=2) == \
+        stage_seed(0, 3)
+    # no later stage replays any image order the first stage drew: the loader shuffles
+    # pass p with RandomState(seed + 7919 p) (mrcnn.pipeline.BatchLoader._stream)
+    ids = np.arange(30)
+
+    def orders(seed, passes):
+        return {tuple(np.random.RandomState((seed + 7919 * p) % 2 ** 32).permutation(ids))
+                for p in range(passes)}
+    first = orders(5, 50)
+    for k in range(1, 20):
+        seed = stage_seed(5, k)
+        assert 0 <= seed < 2 ** 31
+        assert not orders(seed, 10) & first, k
 
 
 @pytest.mark.parametrize("layout", [l for l in LAYOUTS if l != "coco"])
@@ -425,6 +439,26 @@ def test_time_budget_times_the_next_epoch_without_the_first_epochs_tracing():
     now[0] += 90.0
     stage.on_epoch_end(2)
     assert stage.next_epoch_seconds() == 90.0
+
+
+def test_time_budget_keeps_room_for_the_next_stages_first_epoch():
+    """At a train() call's last epoch the next epoch is the next stage's first, which
+    traces again: timed by the slowest epoch (with its tracing), not the steady ones."""
+    from mrcnn.callbacks import TimeBudget
+    now = [0.0]
+    budget = TimeBudget(5.0, clock=lambda: now[0])  # 300 s
+    budget.set_model(_Model())
+    budget.set_params({"epochs": 3})
+    budget.on_train_begin()
+    for epoch, seconds in enumerate((100.0, 60.0)):
+        budget.on_epoch_begin(epoch)
+        now[0] += seconds
+        budget.on_epoch_end(epoch)
+    assert not budget.model.stop_training        # 140 s left; the next epoch is 60 s
+    budget.on_epoch_begin(2)
+    now[0] += 60.0
+    budget.on_epoch_end(2)                      # the call's last epoch; 80 s left
+    assert budget.model.stop_training and budget.reason.startswith("the next epoch (100 s)")
 
 
 def test_every_epoch_has_a_header_saying_where_a_resumed_run_starts(capsys):

@@ -228,6 +228,25 @@ def test_seeded_augmentation_is_repeatable_in_the_loader_threads(library):
     assert len({a_image.tobytes() for a_image, _ in one}) > 20
 
 
+def test_seeded_albumentations_transforms_draw_independently():
+    """set_random_seed gives every transform of a pipeline the same seed: two flips at
+    p=0.5 then flipped together or not at all, never one of them."""
+    A = pytest.importorskip("albumentations")
+    from mrcnn.augment import augment_image_and_masks
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    mask = np.zeros((4, 6, 1), bool)
+    mask[0, 0, 0] = True
+    aug = A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)])
+    seen = set()
+    for seed in range(60):
+        a_image, a_mask = augment_image_and_masks(image, mask, aug, seed=seed)
+        seen.add((a_mask[0, -1, 0] or a_mask[-1, -1, 0], a_mask[-1, 0, 0] or a_mask[-1, -1, 0]))
+        np.testing.assert_array_equal(augment_image_and_masks(image, mask, aug, seed=seed)[0],
+                                      a_image)
+    # (horizontal, vertical): all four combinations occur
+    assert seen == {(False, False), (True, False), (False, True), (True, True)}
+
+
 def batches(ds, n):
     it = iter(ds)
     out = [next(it) for _ in range(n)]

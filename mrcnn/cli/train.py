@@ -45,15 +45,24 @@ def default_augmentation():
     ])
 
 
-def stage_seed(seed, start_epoch):
+def stage_seed(seed, start_epoch, workers=1):
     """The seed of the train() call that starts after ``start_epoch`` epochs: --seed itself
     for a run's first stage; for a later stage of --schedule or a resumed run (--weights
-    last), one derived from both, so that the call does not replay the image order,
-    crops and augmentations the first stage began with (each train() call starts its
-    image stream anew from its seed). The same command still repeats exactly."""
-    if seed is None or start_epoch == 0:
-        return seed
-    return (int(seed) + 7919 * int(start_epoch)) % (2 ** 31)
+    last), one mixed from both (numpy's SeedSequence), so that the call does not replay
+    the image orders, crops and augmentations the first stage drew (each train() call
+    starts its image stream anew from its seed; a sum such as seed + c * epoch would
+    land on the first stage's later pass orders, which step by a constant too). The same
+    command still repeats exactly. workers > 1 (a multi-worker run) without --seed: the
+    workers must share the seed, so it is 0 (as train() makes it) before the mixing."""
+    if seed is None:
+        if workers <= 1:
+            return None
+        seed = 0
+    if start_epoch == 0:
+        return int(seed)
+    import numpy as np
+    mixed = np.random.SeedSequence([int(seed) % (2 ** 63), int(start_epoch)])
+    return int(mixed.generate_state(1)[0]) % (2 ** 31)
 
 
 def plan_stages(args, config):
@@ -218,7 +227,7 @@ def cmd_train(sample, args):
         try:
             h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
                             augmentation=augmentation,
-                            seed=stage_seed(args.seed, model.epoch),
+                            seed=stage_seed(args.seed, model.epoch, model.worker[1]),
                             save_every=args.save_every,
                             custom_callbacks=callbacks + [progress],
                             verbose=2 if args.quiet else 1)
