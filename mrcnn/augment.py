@@ -17,6 +17,7 @@ channels or the number of masks. ``check_augmentation`` runs these checks once, 
 front.
 """
 import copy
+import random
 import threading
 
 import numpy as np
@@ -153,14 +154,14 @@ def _albumentations_call(augmentation, image, masks, seed):
     pipeline's threads augment several images at once: a seeded call runs on its own
     copy of the pipeline, seeded, so no other thread draws from its generator (seeding
     the shared pipeline let the threads' draws interleave: 21 of 40 images came out
-    different from a one-thread run), and the global random state is left alone."""
+    different from a one-thread run), and the global random state is left alone
+    (except by albumentations releases without set_random_seed, which draw from it)."""
     if seed is None:
         return augmentation(image=image, masks=masks)
     if hasattr(augmentation, "set_random_state"):
         # one generator shared by every transform of the copy, as an unseeded pipeline
         # draws (set_random_seed gives each transform the same seed: two flips at
         # p=0.5 then always flip together)
-        import random
         own = copy.deepcopy(augmentation)
         own.set_random_state(np.random.default_rng(int(seed) % (2 ** 32)),
                              random.Random(int(seed)))
@@ -169,7 +170,6 @@ def _albumentations_call(augmentation, image, masks, seed):
         own = copy.deepcopy(augmentation)
         own.set_random_seed(int(seed) % (2 ** 32))
         return own(image=image, masks=masks)
-    import random
     with _GLOBAL_SEED_LOCK:
         random.seed(int(seed))
         np.random.seed(int(seed) % (2 ** 32))

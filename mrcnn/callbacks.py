@@ -101,10 +101,8 @@ class TimeBudget(keras.callbacks.Callback):
     def next_epoch_seconds(self, last_of_call=False):
         """What the next epoch is expected to take (see the class docstring);
         last_of_call: the epoch just ended was this train() call's last."""
-        if last_of_call:
-            return max(self._epochs, default=0.0)
-        steady = self._epochs[1:]
-        return max(steady) if steady else (self._epochs[0] if self._epochs else 0.0)
+        timed = self._epochs if last_of_call else (self._epochs[1:] or self._epochs)
+        return max(timed, default=0.0)
 
     def on_train_begin(self, logs=None):
         self._epochs = []       # (a new call traces a new graph: its first epoch is slow)

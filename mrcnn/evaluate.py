@@ -286,6 +286,11 @@ def _ground_truth_instances(dataset, image_id):
     return extract_bboxes(mask), class_ids, mask
 
 
+def _thresholds(value):
+    """IoU thresholds as a list of floats, from one number or a sequence."""
+    return [float(t) for t in np.atleast_1d(value)]
+
+
 def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     """The classic per-image report.
 
@@ -301,7 +306,7 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
     truth (AP undefined, left out of the means), "per_image": [{image_id, reference,
     AP, AP_range, num_gt, num_pred}]}.
     """
-    thresholds = [float(t) for t in np.atleast_1d(iou_threshold)]
+    thresholds = _thresholds(iou_threshold)
     if isinstance(results, Mapping):
         if image_ids is None:
             image_ids = sorted(results)
@@ -321,7 +326,7 @@ def calculate_ap(dataset, results, image_ids=None, iou_threshold=0.5):
 def per_image_ap(dataset, image_id, r, thresholds):
     """One image's row of calculate_ap: its detect() dict ``r`` scored against its
     ground truth at each IoU threshold (the first gives "AP", the others "AP@t")."""
-    thresholds = [float(t) for t in np.atleast_1d(thresholds)]
+    thresholds = _thresholds(thresholds)
     iou_threshold, extra = thresholds[0], thresholds[1:]
     gt_boxes, gt_class_ids, gt_masks = _ground_truth_instances(dataset, image_id)
     rois = np.asarray(r["rois"]).reshape(-1, 4)
@@ -344,7 +349,7 @@ def per_image_ap(dataset, image_id, r, thresholds):
 def summarise_ap(rows, thresholds):
     """calculate_ap's report from per_image_ap rows: the means over the images with
     ground truth."""
-    thresholds = [float(t) for t in np.atleast_1d(thresholds)]
+    thresholds = _thresholds(thresholds)
     iou_threshold, extra = thresholds[0], thresholds[1:]
     scored = [row for row in rows if not math.isnan(row["AP"])]
 
@@ -427,7 +432,7 @@ def evaluate_model(model, dataset, image_ids=None, limit=None, iou_types=("bbox"
         image_ids = image_ids[:limit]
     ids = list(dict.fromkeys(image_ids))    # (each image once, in order)
     gt = ground_truth_from_dataset(dataset, ids)
-    thresholds = [float(t) for t in np.atleast_1d(iou_thresholds)]
+    thresholds = _thresholds(iou_thresholds)
     detections, rows, seconds = [], [], 0.0
     stream = iter_detections(model, dataset, ids, progress=progress)
     with contextlib.closing(stream):
