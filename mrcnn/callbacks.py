@@ -71,7 +71,8 @@ class TimeBudget(keras.callbacks.Callback):
     epochs after it do not pay: timing by it stopped a 30-minute nucleus run a whole
     epoch early). After a call's last epoch the next one is the next call's first (a
     schedule's next stage), which traces again: it is timed as the slowest epoch of all.
-    ``spent`` tells whether it stopped training; ``reason`` says why.
+    ``spent`` tells whether the budget is used up (no further epoch fits); ``reason``
+    says why; ``cut_epoch`` whether it ended an epoch before its last step.
     """
 
     def __init__(self, minutes, clock=time.monotonic, whole_epochs=True):
@@ -84,6 +85,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = clock()
         self.spent = False
         self.reason = None
+        self.cut_epoch = False
         self._epoch_start = None
         self._epochs = []       # this train() call's epoch times
 
@@ -115,6 +117,8 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.spent and self.elapsed() >= self.seconds:
+            steps = (getattr(self, "params", None) or {}).get("steps")
+            self.cut_epoch = steps is None or batch + 1 < steps
             self._stop("the time budget of {:g} min ran out at step {} of an epoch".format(
                 self.seconds / 60, batch + 1))
 

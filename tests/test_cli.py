@@ -461,6 +461,46 @@ def test_time_budget_keeps_room_for_the_next_stages_first_epoch():
     assert budget.model.stop_training and budget.reason.startswith("the next epoch (100 s)")
 
 
+def test_stopped_is_said_only_when_the_budget_left_work_undone():
+    """A run that did all its epochs with too little time left for one more was not
+    stopped: no "stopped:" line. One the budget cut short (an epoch, or the schedule's
+    later epochs) is."""
+    from mrcnn.callbacks import TimeBudget
+    from mrcnn.cli.train import budget_stop
+    now = [0.0]
+
+    def run(epochs, seconds, steps=2, minutes=1.0):
+        budget = TimeBudget(minutes, clock=lambda: now[0])
+        budget.set_model(_Model())
+        budget.set_params({"epochs": epochs, "steps": steps})
+        budget.on_train_begin()
+        for epoch in range(epochs):
+            budget.on_epoch_begin(epoch)
+            for step in range(steps):
+                now[0] += seconds / steps
+                budget.on_train_batch_end(step)
+                if budget.model.stop_training:
+                    break
+            budget.on_epoch_end(epoch)
+            if budget.model.stop_training:
+                return budget, epoch + 1
+        return budget, epochs
+    # 2 epochs of 25 s in a 60-s budget: both done, a third would not fit
+    budget, done = run(2, 25.0)
+    assert budget.spent and not budget.cut_epoch and done == 2
+    assert budget_stop(budget, done, 2) is None
+    # ... but in a 3-epoch schedule the third is left undone
+    budget, done = run(3, 25.0)
+    assert done == 2 and budget_stop(budget, done, 3).startswith("the next epoch (25 s)")
+    # the budget runs out at the first step of the only epoch: that epoch was cut short
+    budget, done = run(1, 200.0)
+    assert budget.cut_epoch and budget_stop(budget, done, 1).endswith("at step 1 of an epoch")
+    # ... at its last step, the epoch was whole
+    budget, done = run(1, 70.0)
+    assert budget.spent and not budget.cut_epoch and budget_stop(budget, done, 1) is None
+    assert budget_stop(None, 1, 1) is None
+
+
 def test_every_epoch_has_a_header_saying_where_a_resumed_run_starts(capsys):
     from mrcnn.callbacks import EpochProgress
     bar = EpochProgress()

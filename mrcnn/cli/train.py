@@ -45,6 +45,15 @@ def default_augmentation():
     ])
 
 
+def budget_stop(budget, epoch, last_epoch):
+    """Why the time budget stopped the run, or None: only when it left some of the
+    schedule undone (epoch < last_epoch) or cut an epoch short. A run that did all its
+    epochs, with too little time left for one more, was not stopped."""
+    if budget is None or not budget.spent:
+        return None
+    return budget.reason if epoch < last_epoch or budget.cut_epoch else None
+
+
 def stage_seed(seed, start_epoch, workers=1):
     """The seed of the train() call that starts after ``start_epoch`` epochs: --seed itself
     for a run's first stage; for a later stage of --schedule or a resumed run (--weights
@@ -214,27 +223,21 @@ def cmd_train(sample, args):
         from ..tracking import MLflowCallback
         tracker = MLflowCallback(model, tracking_uri=args.mlflow, experiment=sample.name)
         callbacks.append(tracker)
-    stopped = None
     for k, (layers, epochs, lr) in enumerate(stages):
-        if budget is not None and budget.spent:
-            stopped = budget.reason
-            break
         if epochs <= model.epoch:
             continue
         note = "stage {}/{}: {}".format(k + 1, len(stages), layers) if len(stages) > 1 \
             else None
         progress = EpochProgress(budget=budget, open_ended=epochs >= OPEN_ENDED, stage=note)
         try:
-            h = model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
-                            augmentation=augmentation,
-                            seed=stage_seed(args.seed, model.epoch, model.worker[1]),
-                            save_every=args.save_every,
-                            custom_callbacks=callbacks + [progress],
-                            verbose=2 if args.quiet else 1)
+            model.train(train, val, learning_rate=lr, epochs=epochs, layers=layers,
+                        augmentation=augmentation,
+                        seed=stage_seed(args.seed, model.epoch, model.worker[1]),
+                        save_every=args.save_every, custom_callbacks=callbacks + [progress],
+                        verbose=2 if args.quiet else 1)
         except TrainingDiverged as e:
             raise CliError("{} The checkpoints before it are in {}.".format(e, model.log_dir))
         if budget is not None and budget.spent:
-            stopped = budget.reason
             break
     # history.json, losses.csv and losses.png were written by train();
     # the last checkpoint is this run's, whatever other runs the logs folder holds
@@ -245,6 +248,7 @@ def cmd_train(sample, args):
         write_json(os.path.join(model.log_dir, "mlflow.json"),
                    {"tracking_uri": tracker.tracking_uri, "run_id": tracker.run_id})
         print("MLflow run", tracker.run_id, "in", tracker.tracking_uri)
+    stopped = budget_stop(budget, model.epoch, stages[-1][1])
     if stopped:
         print("stopped: {}".format(stopped))
     print("last checkpoint:", last)
