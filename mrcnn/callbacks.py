@@ -70,7 +70,8 @@ class TimeBudget(keras.callbacks.Callback):
     other (it also holds the graph's tracing, tens of seconds for a ResNet, which the
     epochs after it do not pay: timing by it stopped a 30-minute nucleus run a whole
     epoch early). After a call's last epoch the next one is the next call's first (a
-    schedule's next stage), which traces again: it is timed as the slowest epoch of all.
+    schedule's next stage), which traces again when its layers differ: it is timed as the
+    slowest epoch of all.
     ``spent`` tells whether the budget is used up (no further epoch fits); ``reason``
     says why; ``cut_epoch`` whether it ended an epoch before its last step.
     """

@@ -21,6 +21,7 @@ import datetime
 import functools
 import glob
 import logging
+import numbers
 import os
 import re
 import threading
@@ -49,7 +50,7 @@ from .imageops import as_model_image, resize_scale
 from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
                      rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
 from .molding import compose_image_meta, mold_image, mold_inputs, parse_image_meta, unmold_image
-from .optimizer import make_optimizer
+from .optimizer import initial_state, make_optimizer, reset_optimizer
 from .pipeline import (PipelineStats, check_training_shape, data_generator, load_image_gt,
                        make_dataset, probe_batch, training_anchors)
 from .roi_align import PyramidROIAlign
@@ -195,6 +196,7 @@ class MaskRCNN(object):
         # (index, count, is_chief) among the workers of a multi-worker run
         self.worker = worker_place(self.strategy) if mode == "training" else (0, 1, True)
         self._scratch = None
+        self._compiled = None   # what the last train() compiled for (see _compile)
         self.set_log_dir()
         self.keras_model = self.build(mode=mode, config=config)
         self._infer = None
@@ -555,13 +557,9 @@ class MaskRCNN(object):
             log("Checkpoint Path: {}".format(self.checkpoint_path))
         with self.strategy.scope():
             self.set_trainable(layers, verbose=0)
-            optimizer = make_optimizer(config, learning_rate)
             if jit_compile is None:
                 jit_compile = config.TRAIN_JIT_COMPILE
-            self.keras_model.compile(optimizer=optimizer, jit_compile=bool(jit_compile))
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                # its loss scale is read in train_step, so it must exist before tracing
-                optimizer.build(self.keras_model.trainable_variables)
+            self._compile(learning_rate, bool(jit_compile))
         started = time.time()
         # for callbacks (MLflow) that record what the run trains on
         self.training_datasets = {"train": dataset_summary(train_dataset),
@@ -602,6 +600,35 @@ class MaskRCNN(object):
             self.epoch = max(self.epoch, history.epoch[-1] + 1)
         self.last_checkpoints = list(checkpoint.saved)
         return history
+
+    def _compile(self, learning_rate, jit_compile):
+        """Compile the Keras model for a train() call: a new optimizer, whose train and
+        validation steps Keras traces on the first batch (seconds for a small model,
+        tens of seconds for a ResNet).
+
+        A call with the same trainable weights, optimizer settings and jit_compile as
+        the call before it, and a learning rate that is a number, keeps the traced
+        steps instead: the optimizer is put back to a new one's state (no momentum,
+        step 0, this call's rate), so its updates are the ones a new optimizer would
+        make (tests/test_training.py compares them with a new optimizer's)."""
+        config, km = self.config, self.keras_model
+        key = None
+        if isinstance(learning_rate, numbers.Real):
+            key = (tuple(id(v) for v in km.trainable_variables), jit_compile,
+                   config.OPTIMIZER, config.LEARNING_MOMENTUM, config.GRADIENT_CLIP_NORM,
+                   config.WEIGHT_DECAY, config.COMPUTE_DTYPE,
+                   tuple(sorted(config.LOSS_WEIGHTS.items())))
+        last = self._compiled
+        if key is not None and last is not None and last[0] == key and \
+                km.optimizer is last[1] and km.train_function is not None:
+            reset_optimizer(km.optimizer, learning_rate, last[2])
+            return
+        optimizer = make_optimizer(config, learning_rate)
+        km.compile(optimizer=optimizer, jit_compile=jit_compile)
+        # built before the first trace (a LossScaleOptimizer's scale is read in
+        # train_step), and its new state kept for the next call
+        optimizer.build(km.trainable_variables)
+        self._compiled = (key, optimizer, initial_state(optimizer)) if key else None
 
     def _distribute(self, ds):
         """A multi-worker run's input: each worker's own shard, as it is (no automatic

@@ -55,3 +55,21 @@ def _base_optimizer(config, learning_rate):
         return optimizer
     return MomentumSGD(learning_rate=learning_rate, momentum=config.LEARNING_MOMENTUM,
                        global_clipnorm=config.GRADIENT_CLIP_NORM)
+
+
+def initial_state(optimizer):
+    """What ``reset_optimizer`` puts back: the scalar variables of a just-built optimizer
+    (the step count, the learning rate, a loss scale and its counter), by id. Every
+    other variable of SGD and AdamW (momentum, first and second moments) starts at
+    zero."""
+    return {id(v): v.numpy() for v in optimizer.variables if len(v.shape) == 0}
+
+
+def reset_optimizer(optimizer, learning_rate, initial):
+    """Put a built optimizer back to the state it had when new (``initial``, from
+    ``initial_state``), with ``learning_rate`` (a number): its next update is the one
+    a new optimizer would make. ``MaskRCNN.train`` uses it to keep a traced train
+    step across calls."""
+    for v in optimizer.variables:
+        v.assign(initial[id(v)] if id(v) in initial else tf.zeros(v.shape, v.dtype))
+    optimizer.learning_rate = learning_rate

@@ -43,9 +43,9 @@ LAYER_PRESETS = {
 
 
 class _NewTrainFunctionIsNotRetracing(logging.Filter):
-    """Every ``train()`` call compiles the Keras model again (a new optimizer, a new set
-    of trainable layers), so Keras makes new train and validation functions and traces
-    each once. TensorFlow counts the traces of every function Keras makes as traces of
+    """A ``train()`` call with other layers than the call before compiles the Keras model
+    again (a new optimizer, a new set of trainable layers), so Keras makes new train and
+    validation functions and traces each once. TensorFlow counts the traces of every function Keras makes as traces of
     one function, and from the fifth on (three ``train()`` calls with validation reach
     it) warns "N out of the last M calls ... triggered tf.function retracing ... Tracing
     is expensive"; nothing is traced twice, so during ``train()`` that warning is

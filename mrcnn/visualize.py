@@ -21,11 +21,12 @@ def _plt():
     return plt
 
 
-def _finish(fig, save_path, dpi=100):
-    """Save (and close) or show a figure we created."""
+def _finish(fig, save_path, dpi=100, tight=True):
+    """Save (and close) or show a figure we created. tight: crop to what is drawn (draws
+    the figure twice); a figure laid out by tight_layout needs no crop."""
     plt = _plt()
     if save_path:
-        fig.savefig(save_path, dpi=dpi, bbox_inches="tight")
+        fig.savefig(save_path, dpi=dpi, bbox_inches="tight" if tight else None)
         plt.close(fig)
         return save_path
     if matplotlib.get_backend().lower() != "agg":
@@ -451,7 +452,8 @@ def plot_loss_history(history, steps_csv=None, save_path=None):
         ax.grid(alpha=0.3)
     axes.ravel()[0].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    return _finish(fig, save_path)
+    # (redrawn after epochs while training: one draw, not the two of a cropped save)
+    return _finish(fig, save_path, tight=False)
 
 
 def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores, overlaps, class_names,

@@ -23,6 +23,30 @@ FastConfig = tiny_config_class("tiny", backbone="small", LEARNING_RATE=0.001,
                                RPN_ANCHOR_SCALES=(8, 16, 32, 64, 128))
 
 
+@pytest.fixture(scope="module")
+def _shared_fast_model(tmp_path_factory):
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path_factory.mktemp("shared")))
+    return model, [w.numpy() for w in model.keras_model.weights]
+
+
+@pytest.fixture
+def fast_model(_shared_fast_model, tmp_path):
+    """new(steps=2): one FastConfig training model per test file, given to each test as
+    if new: its first weights, epoch 0, a run folder under tmp_path, STEPS_PER_EPOCH
+    steps. Its train() calls with the same layers keep their traced steps
+    (MaskRCNN._compile), so the tests after the first pay no tracing."""
+    model, first = _shared_fast_model
+
+    def new(steps=2):
+        for w, value in zip(model.keras_model.weights, first):
+            w.assign(value)
+        model.config.STEPS_PER_EPOCH = steps
+        model.model_dir = str(tmp_path)
+        model.set_log_dir()
+        return model
+    return new
+
+
 def shapes(count=6, seed=1):
     d = ShapesDataset()
     d.load_shapes(count, 64, 64, seed=seed)
@@ -132,6 +156,54 @@ def test_second_train_call_reports_the_same_losses_not_double(tmp_path, monkeypa
                                                              rel=1e-5)
 
 
+def test_a_call_with_the_same_layers_keeps_the_traced_step_and_updates_as_a_new_optimizer(
+        tmp_path, monkeypatch):
+    import keras
+    traces = []
+    step = TrainingModel.train_step
+    monkeypatch.setattr(TrainingModel, "train_step",
+                        lambda self, data: traces.append(1) or step(self, data))
+    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
+    weights = model.keras_model.weights
+    model.train(shapes(4), None, 0.01, epochs=1, layers="heads", seed=3, verbose=0)
+    after_first = [w.numpy() for w in weights]
+    seen = []
+
+    class Look(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            opt = self.model.optimizer
+            slots = [v.numpy() for v in opt.variables if len(v.shape)]
+            seen.append((int(opt.iterations.numpy()), float(opt.learning_rate.numpy()),
+                         len(slots), max(float(np.abs(v).max()) for v in slots)))
+    second = dict(epochs=2, layers="heads", seed=4, verbose=0, custom_callbacks=[Look()])
+    # (one step: the step after it starts from weights that differ by TensorFlow's
+    # threaded rounding, which can change the sampled ROIs)
+    model.config.STEPS_PER_EPOCH = 1
+    model.train(shapes(4), None, 0.005, **second)
+    # not traced again, and it began as a new optimizer: step 0, the new rate, and a
+    # momentum slot of zeros for each trainable weight
+    assert len(traces) == 1
+    trainable = len(model.keras_model.trainable_weights)
+    assert seen == [(0, float(np.float32(0.005)), trainable, 0.0)]
+    kept = [w.numpy() for w in weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(after_first, kept))
+    # the same second call with a new optimizer, traced anew: the same weights. (Not bit
+    # for bit: two runs of one traced step differ by TensorFlow's threaded rounding,
+    # about 1e-8; a carried momentum or rate moves them by 1e-4 and more)
+    for w, value in zip(weights, after_first):
+        w.assign(value)
+    model.epoch, model._compiled = 1, None
+    model.train(shapes(4), None, 0.005, **second)
+    assert len(traces) == 2
+    for w, a in zip(weights, kept):
+        np.testing.assert_allclose(w.numpy(), a, rtol=0, atol=1e-6, err_msg=w.path)
+    # a schedule instead of a number is part of the traced step: compiled anew (so is
+    # another set of layers: test_second_train_call_reports_the_same_losses_not_double)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.005, 10, 0.5)
+    model.train(shapes(4), None, schedule, epochs=3, layers="heads", seed=4, verbose=0)
+    assert len(traces) == 3
+
+
 def test_checkpoints_have_classic_names_and_resume_continues(staged_run):
     model, _ = staged_run
     names = sorted(os.listdir(model.log_dir))
@@ -162,9 +234,9 @@ def test_checkpoints_have_classic_names_and_resume_continues(staged_run):
     assert r["masks"].shape[:2] == (64, 64)
 
 
-def test_nan_loss_stops_training_with_step_and_loss(tmp_path):
+def test_nan_loss_stops_training_with_step_and_loss(fast_model):
     # a learning rate that blows the weights up makes the losses NaN within two steps
-    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
+    model = fast_model()
     with pytest.raises(TrainingDiverged) as e:
         model.train(shapes(3), None, 1e30, epochs=1, layers="heads", verbose=0)
     message = str(e.value)
@@ -174,7 +246,7 @@ def test_nan_loss_stops_training_with_step_and_loss(tmp_path):
     assert not [f for f in os.listdir(model.log_dir) if f.endswith(".h5")]
 
 
-def test_nan_pixels_are_refused_with_the_image_named(tmp_path):
+def test_nan_pixels_are_refused_with_the_image_named(fast_model):
     class NaNShapes(ShapesDataset):
         def load_image(self, image_id):
             image = super().load_image(image_id).astype(np.float32)
@@ -184,13 +256,13 @@ def test_nan_pixels_are_refused_with_the_image_named(tmp_path):
     d = NaNShapes()
     d.load_shapes(3, 64, 64, seed=1)
     d.prepare()
-    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
+    model = fast_model()
     with pytest.raises(Exception, match=r"image_id \d \(shapes image \d.*NaN or infinite"):
         model.train(d, None, 0.001, epochs=1, layers="heads", verbose=0)
 
 
-def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(tmp_path):
-    model = modellib.MaskRCNN("training", FastConfig(), str(tmp_path))
+def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(fast_model):
+    model = fast_model()
     chosen = model.set_trainable(r"rpn_class_raw|mrcnn_mask", verbose=0)
     assert sorted(chosen) == ["mrcnn_mask", "rpn_class_raw"]
     names = {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
