@@ -1,6 +1,7 @@
 """Training-step benchmark: mrcnn vs torchvision maskrcnn_resnet50_fpn, same run.
 
-    .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--batch 1] [--record]
+    .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--batch 1]
+        [--dtype float32|bfloat16|float16] [--record]
 
 One 512x512 image with the same boxes and masks for both; batch 1 (or --batch N copies
 of it); every layer
@@ -9,6 +10,9 @@ random weights; SGD with momentum. Each side runs in its own process after warm-
 steps; the parent prints the machine (CPU, ISA flags, float32 matmul peak), the median
 step time, the ratio and each process's peak RSS, and for mrcnn the time its input
 pipeline needs per batch (built in threads while the previous step runs).
+
+--dtype sets mrcnn's COMPUTE_DTYPE (Keras mixed precision; float16 adds dynamic loss
+scaling) and runs torchvision's forward pass under torch.autocast to that type.
 """
 import argparse
 import datetime
@@ -42,7 +46,7 @@ def scene(size):
     return image, masks, class_ids
 
 
-def make_model_and_batch(size, batch_size):
+def make_model_and_batch(size, batch_size, dtype="float32"):
     """The benchmark's training model (ResNet-50, every layer trainable, SGD as the classic
     code) and one batch of the scene from the real input pipeline. Returns
     (model, batch, dataset, config); bench_stages.py splits the same step."""
@@ -76,13 +80,16 @@ def make_model_and_batch(size, batch_size):
         IMAGE_MIN_DIM = size
         IMAGE_MAX_DIM = size
         TRAIN_BN = False
+        COMPUTE_DTYPE = dtype
 
     config = BenchConfig()
     model = modellib.MaskRCNN("training", config, os.path.join(ROOT, "logs", "bench"))
     model.set_trainable("all", verbose=0)
     # the optimizer train() uses (SGD, momentum 0.9, clipped at a global norm of 5)
     from mrcnn.optimizer import make_optimizer
-    model.keras_model.compile(optimizer=make_optimizer(config, 1e-3), jit_compile=False)
+    optimizer = make_optimizer(config, 1e-3)
+    model.keras_model.compile(optimizer=optimizer, jit_compile=False)
+    optimizer.build(model.keras_model.trainable_variables)   # (as train() does)
     ds = modellib.make_dataset(dataset, config, seed=0)
     it = iter(ds)
     batch = (next(it),)
@@ -93,7 +100,7 @@ def make_model_and_batch(size, batch_size):
 
 def child_mrcnn(args):
     import tensorflow as tf
-    model, batch, dataset, config = make_model_and_batch(args.size, args.batch)
+    model, batch, dataset, config = make_model_and_batch(args.size, args.batch, args.dtype)
     # the input pipeline alone: batches per second of a loader nobody waits on
     from mrcnn.pipeline import BatchLoader
     loader = BatchLoader(dataset, config, seed=1, prefetch=1)
@@ -143,14 +150,20 @@ def child_torchvision(args):
     target = {"boxes": boxes.to(device),
               "labels": torch.from_numpy(class_ids.astype(np.int64)).to(device), "masks": m}
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    autocast = torch.autocast(device, dtype=getattr(torch, args.dtype),
+                              enabled=args.dtype != "float32")
+    scaler = torch.amp.GradScaler(device, enabled=args.dtype == "float16")
 
     def step():
-        losses = model([x] * args.batch, [target] * args.batch)
-        loss = sum(losses.values())
+        with autocast:
+            losses = model([x] * args.batch, [target] * args.batch)
+            loss = sum(losses.values())
         opt.zero_grad()
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         return float(loss)  # (a float() waits for the GPU)
 
     for _ in range(args.warmup):
@@ -168,7 +181,7 @@ def child_torchvision(args):
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
-           "--device", args.device]
+           "--device", args.device, "--dtype", args.dtype]
     return _child.run_child(cmd, which)
 
 
@@ -178,6 +191,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype of both sides (mrcnn COMPUTE_DTYPE, torch autocast)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
@@ -188,8 +203,8 @@ def main(argv=None):
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
         return
-    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {} ...".format(
-        args.warmup, args.steps, args.size, args.size, args.batch), flush=True)
+    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {} ...".format(
+        args.warmup, args.steps, args.size, args.size, args.batch, args.dtype), flush=True)
     ours = run_child(sys.executable, "mrcnn", args)
     med = statistics.median(ours["times"])
     peer = None
@@ -214,12 +229,13 @@ def main(argv=None):
     print("\n".join(lines))
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-            f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50 ({2}, {3})"
-                    "\n\n`python bench/bench_train.py --steps {4} --warmup {5} --batch {1}`\n\n"
-                    "```\n{6}\n```\n".format(args.size, args.batch,
-                                            datetime.date.today().isoformat(),
-                                            lines[0].split(":", 1)[1].strip(), args.steps,
-                                            args.warmup, "\n".join(lines)))
+            dtype = "" if args.dtype == "float32" else ", " + args.dtype
+            f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50{7} ({2}, {3})"
+                    "\n\n`python bench/bench_train.py --steps {4} --warmup {5} --batch {1} "
+                    "--dtype {8}`\n\n```\n{6}\n```\n".format(
+                        args.size, args.batch, datetime.date.today().isoformat(),
+                        lines[0].split(":", 1)[1].strip(), args.steps, args.warmup,
+                        "\n".join(lines), dtype, args.dtype))
 
 
 if __name__ == "__main__":
