@@ -50,17 +50,17 @@ from .imageops import as_model_image, resize_scale
 from .losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph,
                      rpn_bbox_loss_graph, rpn_class_loss_graph, smooth_l1_loss)
 from .molding import compose_image_meta, mold_image, mold_inputs, parse_image_meta, unmold_image
-from .optimizer import initial_state, make_optimizer, reset_optimizer
+from .optimizer import initial_state, make_optimizer, rate_is_settable, reset_optimizer
 from .pipeline import (PipelineStats, check_training_shape, data_generator, load_image_gt,
                        make_dataset, probe_batch, training_anchors)
 from .roi_align import PyramidROIAlign
 from .rpn import ProposalLayer, build_rpn_model, rpn_graph
 from .rpn_targets import build_rpn_targets, generate_random_rois
 from .training import (ClassicCheckpoint, RunHistory, SkippedImagesLogger, StepLossLogger,
-                       TrainingDiverged, TrainingModel, best_in_history, dataset_summary,
-                       WorkerLost, XlaNotSupported, fit_scope, is_collective_failure,
-                       is_xla_failure, layers_regex, worker_lost, xla_not_supported,
-                       make_strategy, read_history, record_stage,
+                       TRACED_CONFIG, TrainingDiverged, TrainingModel, best_in_history,
+                       dataset_summary, WorkerLost, XlaNotSupported, fit_scope,
+                       is_collective_failure, is_xla_failure, layers_regex, worker_lost,
+                       xla_not_supported, make_strategy, read_history, record_stage,
                        set_trainable, worker_place)
 from .weights import (find_last_checkpoint, load_weights_by_name, save_weights_classic,
                       sha256_file)
@@ -606,21 +606,21 @@ class MaskRCNN(object):
         validation steps Keras traces on the first batch (seconds for a small model,
         tens of seconds for a ResNet).
 
-        A call with the same trainable weights, optimizer settings and jit_compile as
-        the call before it, and a learning rate that is a number, keeps the traced
-        steps instead: the optimizer is put back to a new one's state (no momentum,
-        step 0, this call's rate), so its updates are the ones a new optimizer would
-        make (tests/test_training.py compares them with a new optimizer's)."""
+        A call with the same trainable weights, jit_compile and traced Config values
+        (training.TRACED_CONFIG: the losses' and the optimizer's) as the call before it,
+        and a learning rate that is a number, keeps the traced steps instead: the
+        optimizer is put back to a new one's state (no momentum, step 0, this call's
+        rate), so its updates are the ones a new optimizer would make
+        (tests/test_training.py compares them with a new optimizer's)."""
         config, km = self.config, self.keras_model
         key = None
         if isinstance(learning_rate, numbers.Real):
             key = (tuple(id(v) for v in km.trainable_variables), jit_compile,
-                   config.OPTIMIZER, config.LEARNING_MOMENTUM, config.GRADIENT_CLIP_NORM,
-                   config.WEIGHT_DECAY, config.COMPUTE_DTYPE,
-                   tuple(sorted(config.LOSS_WEIGHTS.items())))
+                   tuple(repr(getattr(config, name, None)) for name in TRACED_CONFIG))
         last = self._compiled
         if key is not None and last is not None and last[0] == key and \
-                km.optimizer is last[1] and km.train_function is not None:
+                km.optimizer is last[1] and km.train_function is not None and \
+                rate_is_settable(km.optimizer):
             reset_optimizer(km.optimizer, learning_rate, last[2])
             return
         optimizer = make_optimizer(config, learning_rate)

@@ -65,6 +65,13 @@ def initial_state(optimizer):
     return {id(v): v.numpy() for v in optimizer.variables if len(v.shape) == 0}
 
 
+def rate_is_settable(optimizer):
+    """Whether the (inner) optimizer's learning rate is still a variable that
+    ``reset_optimizer`` can set; a callback may have put a schedule in its place."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    return isinstance(getattr(inner, "_learning_rate", None), keras.Variable)
+
+
 def reset_optimizer(optimizer, learning_rate, initial):
     """Put a built optimizer back to the state it had when new (``initial``, from
     ``initial_state``), with ``learning_rate`` (a number): its next update is the one

@@ -42,14 +42,23 @@ LAYER_PRESETS = {
 }
 
 
+# The Config values that the train and validation steps read when Keras traces them (the
+# losses, the weight decay, and the optimizer that make_optimizer builds). A train() call
+# keeps the last call's traced steps only when these are unchanged (MaskRCNN._compile);
+# tests/test_optimizer.py checks that TrainingModel and make_optimizer read no other.
+TRACED_CONFIG = ("LOSS_WEIGHTS", "SMOOTH_L1_BETA", "WEIGHT_DECAY", "OPTIMIZER",
+                 "LEARNING_MOMENTUM", "GRADIENT_CLIP_NORM", "COMPUTE_DTYPE")
+
+
 class _NewTrainFunctionIsNotRetracing(logging.Filter):
     """A ``train()`` call with other layers than the call before compiles the Keras model
     again (a new optimizer, a new set of trainable layers), so Keras makes new train and
-    validation functions and traces each once. TensorFlow counts the traces of every function Keras makes as traces of
-    one function, and from the fifth on (three ``train()`` calls with validation reach
-    it) warns "N out of the last M calls ... triggered tf.function retracing ... Tracing
-    is expensive"; nothing is traced twice, so during ``train()`` that warning is
-    dropped. Other retracing warnings, and this one outside ``train()``, still show."""
+    validation functions and traces each once. TensorFlow counts the traces of every
+    function Keras makes as traces of one function, and from the fifth on (three
+    ``train()`` calls with validation reach it) warns "N out of the last M calls ...
+    triggered tf.function retracing ... Tracing is expensive"; nothing is traced twice,
+    so during ``train()`` that warning is dropped. Other retracing warnings, and this
+    one outside ``train()``, still show."""
 
     def filter(self, record):
         text = record.getMessage()

@@ -9,7 +9,8 @@ import tensorflow as tf
 from mrcnn import training
 from mrcnn.config import Config
 from mrcnn.losses import l2_weight_decay
-from mrcnn.optimizer import MomentumSGD, make_optimizer
+from mrcnn.optimizer import (MomentumSGD, initial_state, make_optimizer, rate_is_settable,
+                             reset_optimizer)
 
 
 def run_updates(optimizer_class, initial, gradients, graph=True, **kwargs):
@@ -69,6 +70,73 @@ def test_nesterov_takes_keras_update(case):
     keras_ = run_updates(keras.optimizers.SGD, initial, gradients, nesterov=True)
     for a, b in zip(ours, keras_):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["SGD", "AdamW", "float16"])
+def test_a_reset_optimizer_updates_as_a_new_one(case, kind):
+    """What train() does to keep its traced step: after some updates, reset_optimizer
+    puts every optimizer variable back where a new optimizer's starts (the momentum or
+    the moments, the step, a loss scale and its counter) with the new rate; the updates
+    after it are a new optimizer's, bit for bit."""
+    initial, gradients = case
+    config = Config()
+    config.OPTIMIZER = "AdamW" if kind == "AdamW" else "SGD"
+    config.COMPUTE_DTYPE = "float16" if kind == "float16" else "float32"
+
+    def fresh(rate):
+        variables = [keras.Variable(w) for w in initial.values()]
+        optimizer = make_optimizer(config, rate)
+        optimizer.build(variables)
+        step = tf.function(lambda g: optimizer.apply(g, variables))
+        return variables, optimizer, step
+    variables, used, step = fresh(0.1)
+    start = initial_state(used)
+    for grads in gradients:
+        step([tf.constant(g) for g in grads])
+    # (overflowing float16 gradients would skip the step: these do not)
+    assert not any(np.array_equal(v.numpy(), w) for v, w in zip(variables,
+                                                                 initial.values()))
+    reset_optimizer(used, 0.05, start)
+    new_variables, new, new_step = fresh(0.05)
+    assert len(used.variables) == len(new.variables) > 2
+    for a, b in zip(used.variables, new.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    for v, w in zip(new_variables, variables):
+        v.assign(w)
+    for grads in gradients[:2]:
+        step([tf.constant(g) for g in grads])
+        new_step([tf.constant(g) for g in grads])
+    for a, b in zip(variables + used.variables, new_variables + new.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_a_schedule_put_in_by_a_callback_makes_the_rate_unsettable():
+    optimizer = make_optimizer(Config(), 0.1)
+    optimizer.build([keras.Variable(np.zeros(3, np.float32))])
+    assert rate_is_settable(optimizer)
+    optimizer.learning_rate = keras.optimizers.schedules.ExponentialDecay(0.1, 10, 0.5)
+    assert not rate_is_settable(optimizer)
+    config = Config()
+    config.COMPUTE_DTYPE = "float16"
+    scaled = make_optimizer(config, 0.1)
+    assert isinstance(scaled, keras.optimizers.LossScaleOptimizer)
+    assert rate_is_settable(scaled)
+
+
+def test_the_traced_config_values_are_all_that_the_traced_step_reads():
+    """train() keeps the last call's traced step while training.TRACED_CONFIG's values
+    are unchanged: the train step, the losses and the optimizer must read no other
+    Config value (a new one read there belongs in TRACED_CONFIG)."""
+    import inspect
+    import re
+    from mrcnn import optimizer as optimizer_module
+    source = "".join(inspect.getsource(f) for f in (
+        training.TrainingModel, optimizer_module.make_optimizer,
+        optimizer_module._base_optimizer))
+    read = set(re.findall(r"config\.([A-Z][A-Z0-9_]+)", source)) | \
+        set(re.findall(r"getattr\((?:self\.mrcnn_)?config, \"([A-Z][A-Z0-9_]+)\"", source))
+    assert {"SMOOTH_L1_BETA", "LOSS_WEIGHTS", "OPTIMIZER"} <= read
+    assert read <= set(training.TRACED_CONFIG), read - set(training.TRACED_CONFIG)
 
 
 def test_l2_weight_decay_is_the_size_normalised_sum_of_squares_without_bn_scales():

@@ -356,8 +356,12 @@ def test_a_call_with_the_same_layers_keeps_the_traced_step_and_updates_as_a_new_
     assert len(traces) == traced + 1
     for w, a in zip(weights, kept):
         np.testing.assert_allclose(w.numpy(), a, rtol=0, atol=1e-6, err_msg=w.path)
-    # a schedule instead of a number is part of the traced step: compiled anew (so is
-    # another set of layers: test_second_train_call_reports_the_same_losses_not_double)
-    schedule = keras.optimizers.schedules.ExponentialDecay(0.005, 10, 0.5)
-    model.train(shapes(4), None, schedule, epochs=3, layers="heads", seed=4, verbose=0)
+    # a Config value the traced losses read, changed: traced anew (so is another set of
+    # layers: test_second_train_call_reports_the_same_losses_not_double)
+    monkeypatch.setattr(model.config, "SMOOTH_L1_BETA", 0.5, raising=False)
+    model.train(shapes(4), None, 0.005, epochs=3, layers="heads", seed=4, verbose=0)
     assert len(traces) == traced + 2
+    # a schedule instead of a number is part of the traced step: compiled anew
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.005, 10, 0.5)
+    model.train(shapes(4), None, schedule, epochs=4, layers="heads", seed=4, verbose=0)
+    assert len(traces) == traced + 3
