@@ -29,22 +29,25 @@ def _shared_fast_model(tmp_path_factory):
     return model, [w.numpy() for w in model.keras_model.weights]
 
 
+def as_new(shared, model_dir, steps=2):
+    """The shared model (_shared_fast_model) as if new: its first weights, epoch 0, a run
+    folder under model_dir, STEPS_PER_EPOCH steps."""
+    model, first = shared
+    for w, value in zip(model.keras_model.weights, first):
+        w.assign(value)
+    model.config.STEPS_PER_EPOCH = steps
+    model.model_dir = str(model_dir)
+    model.set_log_dir()
+    return model
+
+
 @pytest.fixture
 def fast_model(_shared_fast_model, tmp_path):
     """new(steps=2): one FastConfig training model per test file, given to each test as
-    if new: its first weights, epoch 0, a run folder under tmp_path, STEPS_PER_EPOCH
-    steps. Its train() calls with the same layers keep their traced steps
-    (MaskRCNN._compile), so the tests after the first pay no tracing."""
-    model, first = _shared_fast_model
-
-    def new(steps=2):
-        for w, value in zip(model.keras_model.weights, first):
-            w.assign(value)
-        model.config.STEPS_PER_EPOCH = steps
-        model.model_dir = str(tmp_path)
-        model.set_log_dir()
-        return model
-    return new
+    if new (as_new), with a run folder under tmp_path. Its train() calls with the same
+    layers keep their traced steps (MaskRCNN._compile), so the tests after the first
+    pay no tracing."""
+    return lambda steps=2: as_new(_shared_fast_model, tmp_path, steps)
 
 
 def shapes(count=6, seed=1):

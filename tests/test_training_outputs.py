@@ -1,14 +1,18 @@
 """What a training run leaves in its folder: checkpoints every N epochs and the last,
 the best by validation loss, history.json and losses.png (issue 17, item 9)."""
+import functools
 import json
 import os
+import types
 
 import numpy as np
 import pytest
 
 from mrcnn import model as modellib
+from mrcnn.model import find_last_checkpoint
 from mrcnn.weights import read_weight_file
-from test_training import FastConfig, shapes
+from test_training import FastConfig, as_new, shapes
+from test_training import _shared_fast_model, fast_model  # noqa: F401 (fixtures)
 
 
 class OneStep(FastConfig):
@@ -21,11 +25,15 @@ def arrays(path):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    model = modellib.MaskRCNN("training", OneStep(), str(tmp_path_factory.mktemp("logs")))
+def run(_shared_fast_model, tmp_path_factory):
+    """The file's shared model trained 3 epochs of 1 step; what the tests read of the run
+    (the shared model goes on to other tests)."""
+    model = as_new(_shared_fast_model, tmp_path_factory.mktemp("logs"), steps=1)
     model.train(shapes(3), shapes(2, 2), 0.002, epochs=3, layers="heads", verbose=0,
                 seed=0, save_every=2)
-    return model
+    return types.SimpleNamespace(
+        log_dir=model.log_dir, model_dir=model.model_dir,
+        find_last=functools.partial(find_last_checkpoint, model.model_dir, "tiny"))
 
 
 def test_save_every_keeps_every_nth_epoch_the_last_and_the_best(run):
@@ -78,12 +86,12 @@ def test_a_resumed_run_extends_history_and_keeps_improving_on_the_best(run):
     assert after[3]["best"] == (after[3]["val_loss"] < best_before)
 
 
-def test_a_run_stopped_early_by_a_callback_counts_and_saves_the_epochs_it_did(tmp_path):
+def test_a_run_stopped_early_by_a_callback_counts_and_saves_the_epochs_it_did(fast_model):
     class StopAfterFirstEpoch(modellib.keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
 
-    model = modellib.MaskRCNN("training", OneStep(), str(tmp_path))
+    model = fast_model(steps=1)
     history = model.train(shapes(3), None, 0.002, epochs=5, layers="heads", verbose=0,
                           save_every=3, custom_callbacks=[StopAfterFirstEpoch()])
     assert history.epoch == [0]
