@@ -50,11 +50,11 @@ def _free_models_after_each_file():
 # The files that take longest (20 s to two minutes each on 2 cores; longest first) start
 # first, so that the two xdist workers of scripts/test.sh finish together instead of one
 # waiting for the other's last long file. The rest keep their collection order.
-LONGEST_FILES = ("test_training.py", "test_export.py", "test_training_faults.py",
-                 "test_training_reliability.py", "test_cli.py", "test_sample_coco.py",
-                 "test_sample_traffic.py", "test_download_faults.py",
-                 "test_openimages.py", "test_precision.py", "test_training_outputs.py",
-                 "test_docs.py", "test_tracking.py")
+LONGEST_FILES = ("test_training.py", "test_cli.py", "test_export.py",
+                 "test_training_faults.py", "test_sample_traffic.py", "test_sample_coco.py",
+                 "test_download_faults.py", "test_openimages.py", "test_docs.py",
+                 "test_precision.py", "test_training_reliability.py",
+                 "test_training_outputs.py", "test_tracking.py")
 
 
 # Files whose tests start more TensorFlow processes (the web demo's server and a browser;
