@@ -474,7 +474,9 @@ class MaskRCNN(object):
             f(image, mask) -> (image, mask) (see mrcnn.augment).
         custom_callbacks: more Keras callbacks.
         no_augmentation_sources: dataset sources never augmented.
-        seed: makes the image order and every random choice of the pipeline repeatable.
+        seed: makes the image order and every random choice of the input pipeline
+            repeatable (not the heads' ROI sampling in the graph, nor initial weights:
+            keras.utils.set_random_seed before building the model fixes those).
         verbose: 1 a progress bar with every loss, 2 one line per epoch, 0 silent.
         save_every: write the epoch's checkpoint every N epochs (and always after the
             last epoch of the call); ResNet-50 checkpoints are about 180 MB each.
