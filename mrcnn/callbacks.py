@@ -118,7 +118,7 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if not self.spent and self.elapsed() >= self.seconds:
-            steps = (getattr(self, "params", None) or {}).get("steps")
+            steps = (self.params or {}).get("steps")
             self.cut_epoch = steps is None or batch + 1 < steps
             self._stop("the time budget of {:g} min ran out at step {} of an epoch".format(
                 self.seconds / 60, batch + 1))
@@ -128,7 +128,7 @@ class TimeBudget(keras.callbacks.Callback):
             self._epochs.append(self.clock() - self._epoch_start)
         if not self.whole_epochs:
             return
-        last = epoch + 1 >= (getattr(self, "params", None) or {}).get("epochs", float("inf"))
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
         expected = self.next_epoch_seconds(last_of_call=last)
         if not self.spent and self.elapsed() + expected > self.seconds:
             self._stop("the next epoch ({:.0f} s) would not fit in the {:.0f} s left of the "
