@@ -1,7 +1,7 @@
 """Training-step benchmark: mrcnn vs torchvision maskrcnn_resnet50_fpn, same run.
 
     .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--batch 1]
-        [--dtype float32|bfloat16|float16] [--record]
+        [--dtype float32|bfloat16|float16] [--frozen-bn] [--record]
 
 One 512x512 image with the same boxes and masks for both; batch 1 (or --batch N copies
 of it); every layer
@@ -13,6 +13,8 @@ pipeline needs per batch (built in threads while the previous step runs).
 
 --dtype sets mrcnn's COMPUTE_DTYPE (Keras mixed precision; float16 adds dynamic loss
 scaling) and runs torchvision's forward pass under torch.autocast to that type.
+--frozen-bn trains mrcnn with TRAIN_BN_AFFINE = False: no batch norm's scale or offset
+trains, as in torchvision's FrozenBatchNorm2d (by default mrcnn trains them, classic).
 """
 import argparse
 import datetime
@@ -46,7 +48,7 @@ def scene(size):
     return image, masks, class_ids
 
 
-def make_model_and_batch(size, batch_size, dtype="float32"):
+def make_model_and_batch(size, batch_size, dtype="float32", frozen_bn=False):
     """The benchmark's training model (ResNet-50, every layer trainable, SGD as the classic
     code) and one batch of the scene from the real input pipeline. Returns
     (model, batch, dataset, config); bench_stages.py splits the same step."""
@@ -81,6 +83,7 @@ def make_model_and_batch(size, batch_size, dtype="float32"):
         IMAGE_MAX_DIM = size
         TRAIN_BN = False
         COMPUTE_DTYPE = dtype
+        TRAIN_BN_AFFINE = not frozen_bn
 
     config = BenchConfig()
     model = modellib.MaskRCNN("training", config, os.path.join(ROOT, "logs", "bench"))
@@ -100,7 +103,8 @@ def make_model_and_batch(size, batch_size, dtype="float32"):
 
 def child_mrcnn(args):
     import tensorflow as tf
-    model, batch, dataset, config = make_model_and_batch(args.size, args.batch, args.dtype)
+    model, batch, dataset, config = make_model_and_batch(args.size, args.batch, args.dtype,
+                                                           args.frozen_bn)
     model.keras_model.make_train_function()
     step = model.keras_model.train_function
     single = tf.data.Dataset.from_tensors(batch).repeat()
@@ -183,7 +187,8 @@ def child_torchvision(args):
 def run_child(python, which, args):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
-           "--device", args.device, "--dtype", args.dtype]
+           "--device", args.device, "--dtype", args.dtype] + \
+        (["--frozen-bn"] if args.frozen_bn else [])
     return _child.run_child(cmd, which)
 
 
@@ -195,6 +200,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="compute dtype of both sides (mrcnn COMPUTE_DTYPE, torch autocast)")
+    p.add_argument("--frozen-bn", action="store_true",
+                   help="mrcnn with TRAIN_BN_AFFINE = False (torchvision's FrozenBatchNorm2d)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
@@ -205,8 +212,9 @@ def main(argv=None):
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
         return
-    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {} ...".format(
-        args.warmup, args.steps, args.size, args.size, args.batch, args.dtype), flush=True)
+    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {}{} ...".format(
+        args.warmup, args.steps, args.size, args.size, args.batch, args.dtype,
+        ", frozen batch norms" if args.frozen_bn else ""), flush=True)
     ours = run_child(sys.executable, "mrcnn", args)
     med = statistics.median(ours["times"])
     peer = None
@@ -232,12 +240,14 @@ def main(argv=None):
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
             dtype = "" if args.dtype == "float32" else ", " + args.dtype
-            f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50{7} ({2}, {3})"
-                    "\n\n`python bench/bench_train.py --steps {4} --warmup {5} --batch {1} "
-                    "--dtype {8}`\n\n```\n{6}\n```\n".format(
+            frozen = ("", "") if not args.frozen_bn else (", frozen batch norms (both sides)",
+                                                          " --frozen-bn")
+            f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50{7}{9} "
+                    "({2}, {3})\n\n`python bench/bench_train.py --steps {4} --warmup {5} "
+                    "--batch {1} --dtype {8}{10}`\n\n```\n{6}\n```\n".format(
                         args.size, args.batch, datetime.date.today().isoformat(),
                         lines[0].split(":", 1)[1].strip(), args.steps, args.warmup,
-                        "\n".join(lines), dtype, args.dtype))
+                        "\n".join(lines), dtype, args.dtype, frozen[0], frozen[1]))
 
 
 if __name__ == "__main__":

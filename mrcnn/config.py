@@ -275,6 +275,12 @@ class Config(object):
     #     True: force training mode even when predicting
     TRAIN_BN = False
 
+    # Whether the batch norms' scale and offset (gamma, beta) train with their layer
+    # (classic True). False keeps them at their loaded values, as torchvision's
+    # FrozenBatchNorm2d does; needs TRAIN_BN = False. Training then needs less memory
+    # and time (no batch-norm input is kept for the backward pass; bench/RESULTS.md).
+    TRAIN_BN_AFFINE = True
+
     # Where the box losses (RPN and head) turn from L2 into L1, in units of the deltas
     # divided by their std dev. 1.0 is classic; torchvision uses 1/9, which keeps the L1
     # pull on small localisation errors (on the nucleus run from scratch it was much
@@ -395,7 +401,8 @@ class Config(object):
 
         for attr in ("MASK_HEAD_BN", "DETECTION_PER_CLASS", "ROI_ALIGN_PIXEL_ALIGNED",
                      "TRAIN_ROIS_INCLUDE_GT", "RESNET_STRIDE_ON_3X3", "RESNET_TORCH_PADDING",
-                     "CLASSIF_HEAD_BN", "RPN_ANCHOR_ROUNDING", "RPN_NMS_PER_LEVEL"):
+                     "CLASSIF_HEAD_BN", "RPN_ANCHOR_ROUNDING", "RPN_NMS_PER_LEVEL",
+                     "TRAIN_BN_AFFINE"):
             if not isinstance(getattr(self, attr), (bool, np.bool_)):
                 fail(attr, getattr(self, attr), "use True or False.")
 
@@ -425,6 +432,10 @@ class Config(object):
 
         if self.TRAIN_BN not in (None, False, True):
             fail("TRAIN_BN", self.TRAIN_BN, "use None (train BN), False (freeze) or True.")
+        if not self.TRAIN_BN_AFFINE and self.TRAIN_BN is not False:
+            fail("TRAIN_BN_AFFINE", self.TRAIN_BN_AFFINE, "freezes the batch norms whole; "
+                 "it needs TRAIN_BN = False (moving statistics), not {!r}."
+                 .format(self.TRAIN_BN))
 
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             fail("ROI_POSITIVE_RATIO", self.ROI_POSITIVE_RATIO, "must be in (0, 1].")
@@ -566,6 +577,7 @@ class TorchvisionConfig(Config):
     IMAGE_MIN_DIM = 0
     IMAGE_MAX_DIM = 1344
     TRAIN_BN = False
+    TRAIN_BN_AFFINE = False         # FrozenBatchNorm2d
     TRAIN_ROIS_PER_IMAGE = 512
     ROI_POSITIVE_RATIO = 0.25
     TRAIN_ROIS_INCLUDE_GT = True

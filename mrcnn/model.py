@@ -451,9 +451,11 @@ class MaskRCNN(object):
 
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
         """Make trainable the weight layers whose names fully match layer_regex (a preset
-        name is accepted too); nested models (rpn_model) are searched as well."""
+        name is accepted too); nested models (rpn_model) are searched as well. With
+        Config.TRAIN_BN_AFFINE = False the batch norms stay frozen."""
         return set_trainable(keras_model or self.keras_model, layers_regex(layer_regex),
-                             verbose=verbose)
+                             verbose=verbose,
+                             batch_norm_affine=bool(self.config.TRAIN_BN_AFFINE))
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,

@@ -123,11 +123,13 @@ def layers_regex(layers):
     return LAYER_PRESETS.get(layers, layers)
 
 
-def set_trainable(keras_model, layer_regex, verbose=0):
+def set_trainable(keras_model, layer_regex, verbose=0, batch_norm_affine=True):
     """Make trainable exactly the weight layers whose name fully matches layer_regex,
-    including the layers inside nested models (rpn_model). Returns the trainable names."""
+    including the layers inside nested models (rpn_model). batch_norm_affine=False
+    (Config.TRAIN_BN_AFFINE) leaves every batch norm frozen, matched or not. Returns
+    the trainable names."""
     pattern = re.compile(layer_regex)
-    chosen = []
+    chosen, frozen = [], []
 
     def walk(model, depth):
         for layer in model.layers:
@@ -138,6 +140,10 @@ def set_trainable(keras_model, layer_regex, verbose=0):
             if not layer.weights:
                 continue
             trainable = bool(pattern.fullmatch(layer.name))
+            if trainable and not batch_norm_affine and \
+                    isinstance(layer, keras.layers.BatchNormalization):
+                frozen.append(layer.name)
+                trainable = False
             layer.trainable = trainable
             if trainable:
                 chosen.append(layer.name)
@@ -145,6 +151,10 @@ def set_trainable(keras_model, layer_regex, verbose=0):
                     print("{}{:20}   ({})".format(" " * depth, layer.name,
                                                  layer.__class__.__name__))
     walk(keras_model, 0)
+    if not chosen and frozen:
+        raise ValueError("layers={!r} matches only batch norms ({}), which "
+                         "TRAIN_BN_AFFINE = False keeps frozen; choose other layers or set "
+                         "TRAIN_BN_AFFINE = True".format(layer_regex, ", ".join(frozen[:3])))
     if not chosen:
         raise ValueError("layers={!r} matches no weight layer; use 'heads', '3+', '4+', "
                          "'5+', 'all' or a regex that fully matches layer names such as "

@@ -5,6 +5,7 @@ import gc
 import os
 import re
 
+import keras
 import numpy as np
 import pytest
 
@@ -231,6 +232,33 @@ def test_layers_regex_reaches_into_rpn_model_and_rejects_no_match(fast_model):
     assert names == {"rpn_class_raw", "mrcnn_mask"}
     with pytest.raises(ValueError, match="matches no weight layer"):
         model.set_trainable("nothing_like_this", verbose=0)
+
+
+def test_frozen_batch_norm_affine_trains_everything_but_the_batch_norms(fast_model):
+    model = fast_model()
+    norms = {n for n, l in weight_layers(model.keras_model).items()
+             if isinstance(l, keras.layers.BatchNormalization)}
+    assert {"small1_bn1", "mrcnn_class_bn1", "mrcnn_mask_bn4"} <= norms
+    before = snapshot(model.keras_model)
+    model.config.TRAIN_BN_AFFINE = False
+    try:
+        model.train(shapes(3), None, 0.01, epochs=1, layers="all", verbose=0, seed=0)
+        trainable = {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
+        with pytest.raises(ValueError, match=r"matches only batch norms \(small1_bn1.*"
+                                             r"TRAIN_BN_AFFINE = True"):
+            model.set_trainable(r"small\d_bn\d")
+    finally:
+        model.config.TRAIN_BN_AFFINE = True
+    changed = changed_layers(before, snapshot(model.keras_model))
+    # every batch norm is bitwise unchanged, gamma and beta included; the rest trained
+    # (the mask head only with a positive ROI, which two steps may not give)
+    assert not trainable & norms and not changed & norms
+    assert {"small1_conv1", "fpn_p2", "rpn_conv_shared", "mrcnn_class_conv1",
+            "mrcnn_class_logits"} <= changed
+    assert {"mrcnn_mask_conv4", "mrcnn_mask"} <= trainable
+    # the classic setting trains their gamma and beta with their layer
+    model.set_trainable("all")
+    assert norms <= {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
 
 
 def test_training_without_rpn_rois(tmp_path):
