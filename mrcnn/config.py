@@ -277,8 +277,8 @@ class Config(object):
 
     # Whether the batch norms' scale and offset (gamma, beta) train with their layer
     # (classic True). False keeps them at their loaded values, as torchvision's
-    # FrozenBatchNorm2d does; needs TRAIN_BN = False. Training then needs less memory
-    # and time (no batch-norm input is kept for the backward pass; bench/RESULTS.md).
+    # FrozenBatchNorm2d does; with TRAIN_BN = False training then needs less memory and
+    # time (no batch-norm input is kept for the backward pass; bench/RESULTS.md).
     TRAIN_BN_AFFINE = True
 
     # Where the box losses (RPN and head) turn from L2 into L1, in units of the deltas
@@ -432,10 +432,6 @@ class Config(object):
 
         if self.TRAIN_BN not in (None, False, True):
             fail("TRAIN_BN", self.TRAIN_BN, "use None (train BN), False (freeze) or True.")
-        if not self.TRAIN_BN_AFFINE and self.TRAIN_BN is not False:
-            fail("TRAIN_BN_AFFINE", self.TRAIN_BN_AFFINE, "freezes the batch norms whole; "
-                 "it needs TRAIN_BN = False (moving statistics), not {!r}."
-                 .format(self.TRAIN_BN))
 
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             fail("ROI_POSITIVE_RATIO", self.ROI_POSITIVE_RATIO, "must be in (0, 1].")
@@ -577,7 +573,6 @@ class TorchvisionConfig(Config):
     IMAGE_MIN_DIM = 0
     IMAGE_MAX_DIM = 1344
     TRAIN_BN = False
-    TRAIN_BN_AFFINE = False         # FrozenBatchNorm2d
     TRAIN_ROIS_PER_IMAGE = 512
     ROI_POSITIVE_RATIO = 0.25
     TRAIN_ROIS_INCLUDE_GT = True

@@ -163,10 +163,12 @@ def training_section(config, history, about, run=None):
         lines.append("**Schedule:** no history.json beside the weights (it is written by the "
                      "samples' train command).")
     lines.append("")
-    lines.append("Optimiser: SGD, momentum {}, gradient norm clipped at {}, weight decay {}; "
-                 "{} image(s) per step; TRAIN_BN = {}.".format(
-                     config.LEARNING_MOMENTUM, config.GRADIENT_CLIP_NORM, config.WEIGHT_DECAY,
-                     config.BATCH_SIZE, config.TRAIN_BN))
+    optimizer = "SGD, momentum {}".format(config.LEARNING_MOMENTUM) \
+        if config.OPTIMIZER == "SGD" else config.OPTIMIZER
+    lines.append("Optimiser: {}, gradient norm clipped at {}, weight decay {}; "
+                 "{} image(s) per step; TRAIN_BN = {}, TRAIN_BN_AFFINE = {}.".format(
+                     optimizer, config.GRADIENT_CLIP_NORM, config.WEIGHT_DECAY,
+                     config.BATCH_SIZE, config.TRAIN_BN, config.TRAIN_BN_AFFINE))
     return "\n".join(lines)
 
 

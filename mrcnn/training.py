@@ -126,8 +126,8 @@ def layers_regex(layers):
 def set_trainable(keras_model, layer_regex, verbose=0, batch_norm_affine=True):
     """Make trainable exactly the weight layers whose name fully matches layer_regex,
     including the layers inside nested models (rpn_model). batch_norm_affine=False
-    (Config.TRAIN_BN_AFFINE) leaves every batch norm frozen, matched or not. Returns
-    the trainable names."""
+    (Config.TRAIN_BN_AFFINE) keeps every batch norm's gamma and beta as they are, matched
+    or not. Returns the trainable names."""
     pattern = re.compile(layer_regex)
     chosen, frozen = [], []
 
@@ -140,11 +140,17 @@ def set_trainable(keras_model, layer_regex, verbose=0, batch_norm_affine=True):
             if not layer.weights:
                 continue
             trainable = bool(pattern.fullmatch(layer.name))
-            if trainable and not batch_norm_affine and \
-                    isinstance(layer, keras.layers.BatchNormalization):
-                frozen.append(layer.name)
-                trainable = False
             layer.trainable = trainable
+            if isinstance(layer, keras.layers.BatchNormalization):
+                # gamma and beta carry their own flags (Keras leaves a flag set False
+                # when the layer is made trainable again); a frozen pair leaves the
+                # layer trainable, so that TRAIN_BN = None still trains its statistics
+                for weight in (getattr(layer, "gamma", None), getattr(layer, "beta", None)):
+                    if weight is not None:
+                        weight.trainable = trainable and batch_norm_affine
+                if trainable and not batch_norm_affine:
+                    frozen.append(layer.name)
+                    continue
             if trainable:
                 chosen.append(layer.name)
                 if verbose > 0:

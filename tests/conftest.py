@@ -125,11 +125,12 @@ class _SuiteMemory(threading.Thread):
     the largest sum seen.
 
     Reading every process's PSS at each sample cost the run 9% of a core (the kernel
-    walks each worker's page tables). A process's PSS is read again only when a process
-    came or went (the pages they share are split anew), when its file-backed resident
-    pages (libraries, mostly shared) moved by more than ``slack`` GiB, or every
-    ``refresh`` seconds; in between it is that read plus the change of its anonymous
-    resident pages (its own), so a sum is within ``slack`` per process of the truth."""
+    walks each worker's page tables). The processes' PSS are read again only when a
+    process came or went, when one's file-backed resident pages (libraries, shared by
+    all) moved by more than ``slack`` GiB (either changes how the shared pages are
+    split among them), or every ``refresh`` seconds; in between each is its last read
+    plus the change of its anonymous resident pages (its own), so a sum is within
+    ``slack`` per process of the truth."""
 
     def __init__(self, interval=0.5, slack=1 / 64, refresh=15.0, root=None):
         super().__init__(name="suite-memory", daemon=True)
@@ -145,14 +146,18 @@ class _SuiteMemory(threading.Thread):
 
     def _sizes(self, pids):
         now = time.monotonic()
-        everything = set(pids) != set(self._known) or now - self._refreshed > self.refresh
+        resident = {pid: _resident_gib(pid) for pid in pids}
+        # (file pages one process maps or drops change the others' shares of them)
+        everything = (set(pids) != set(self._known) or now - self._refreshed > self.refresh
+                      or any(abs(files - self._known[pid][1]) > self.slack
+                             for pid, (_, files) in resident.items()))
         if everything:
             self._refreshed = now
         known, sizes = {}, []
         for pid in pids:
-            anonymous, files = _resident_gib(pid)
+            anonymous, files = resident[pid]
             last = self._known.get(pid)
-            if everything or last is None or abs(files - last[1]) > self.slack:
+            if everything:
                 last = (anonymous, files, _pss_gib(pid))
                 self.reads += 1
             known[pid] = last

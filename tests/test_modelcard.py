@@ -65,6 +65,8 @@ def test_card_has_every_section_and_the_numbers(tmp_path):
     assert ("layers `heads` for epochs 1-1 at lr 0.01; layers `all` for epochs 2-2 at lr "
             "0.001") in text
     assert "loss 1.2500" in text and "mrcnn_mask_loss 0.4000" in text
+    assert ("Optimiser: SGD, momentum 0.9, gradient norm clipped at 5.0, weight decay "
+            "0.0001; 2 image(s) per step; TRAIN_BN = None, TRAIN_BN_AFFINE = True.") in text
     assert "- Counting nuclei in fluorescence images\n- Teaching" in text
     assert "Mostly fluorescence images" in text
     # what was not given and cannot be known says so

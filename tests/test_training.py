@@ -257,8 +257,33 @@ def test_frozen_batch_norm_affine_trains_everything_but_the_batch_norms(fast_mod
             "mrcnn_class_logits"} <= changed
     assert {"mrcnn_mask_conv4", "mrcnn_mask"} <= trainable
     # the classic setting trains their gamma and beta with their layer
-    model.set_trainable("all")
+    model.set_trainable("all", verbose=0)
     assert norms <= {w.path.split("/")[0] for w in model.keras_model.trainable_weights}
+
+
+def test_frozen_affine_with_trained_statistics_moves_only_the_statistics():
+    """TRAIN_BN = None with TRAIN_BN_AFFINE = False: batch statistics in training (and
+    the moving ones updated), gamma and beta fixed."""
+    from mrcnn.backbone import BatchNorm
+    from mrcnn.training import set_trainable
+    import tensorflow as tf
+    inputs = keras.Input((4, 4, 3))
+    norm = BatchNorm(train_bn=None, name="bn_x")
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 1, name="conv_x")(norm(inputs)))
+    assert set_trainable(model, ".*", batch_norm_affine=False) == ["conv_x"]
+    assert {w.path for w in model.trainable_weights} == {"conv_x/kernel", "conv_x/bias"}
+    x = tf.constant(np.random.RandomState(0).normal(3.0, 2.0, (2, 4, 4, 3)), tf.float32)
+    with tf.GradientTape() as tape:
+        y = model(x, training=True)
+        loss = tf.reduce_sum(y * y)
+    grads = tape.gradient(loss, model.trainable_weights)
+    assert all(g is not None for g in grads)
+    assert np.all(norm.moving_mean.numpy() > 0.01)          # statistics moved
+    assert np.all(norm.gamma.numpy() == 1) and np.all(norm.beta.numpy() == 0)
+    # batch statistics were used: the normalised batch has mean ~0 per channel
+    normalised = norm(x, training=True).numpy()
+    assert np.allclose(normalised.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+    assert set_trainable(model, ".*") == ["bn_x", "conv_x"]
 
 
 def test_training_without_rpn_rois(tmp_path):
