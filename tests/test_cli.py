@@ -516,6 +516,21 @@ def test_every_epoch_has_a_header_saying_where_a_resumed_run_starts(capsys):
         "Epoch 2/3 (resumed after epoch 1)", "Epoch 3/3", "Epoch 1/1"]
 
 
+def test_an_epoch_cut_short_ends_its_line_on_the_steps_it_ran(capsys):
+    from mrcnn.callbacks import EpochProgress
+    for steps_run, shown in ((16, " 16/100 - "), (100, "100/100 - ")):
+        bar = EpochProgress()
+        bar.set_params({"verbose": 2, "epochs": 3, "steps": 100})
+        bar.on_train_begin()
+        bar.on_epoch_begin(0)
+        for step in range(steps_run):
+            bar.on_train_batch_end(step, {"loss": 1.0})
+        bar.on_epoch_end(0, {"loss": 1.0})
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0] == "Epoch 1/3" and lines[1].startswith(shown), lines
+        assert lines[1].endswith("loss: 1.0000")
+
+
 def test_learning_rate_schedules_are_described_as_numbers():
     import keras
     from mrcnn.callbacks import describe_learning_rate
