@@ -109,8 +109,8 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _resident_gib(pid):
-    """(anonymous, file-backed) resident GiB of a process, from /proc/<pid>/statm: a few
-    microseconds, where reading its PSS walks its page tables (15-30 ms for a worker)."""
+    """(anonymous, file-backed) resident GiB of a process, from /proc/<pid>/statm: cheap,
+    where reading its PSS walks its page tables."""
     try:
         with open("/proc/{}/statm".format(pid)) as f:
             resident, shared = (int(v) for v in f.read().split()[1:3])
@@ -124,13 +124,13 @@ class _SuiteMemory(threading.Thread):
     xdist workers and every process a test starts, sampled twice a second; ``peak`` is
     the largest sum seen.
 
-    Reading every process's PSS at each sample cost the run 9% of a core (the kernel
-    walks each worker's page tables). The processes' PSS are read again only when a
-    process came or went, when one's file-backed resident pages (libraries, shared by
-    all) moved by more than ``slack`` GiB (either changes how the shared pages are
-    split among them), or every ``refresh`` seconds; in between each is its last read
-    plus the change of its anonymous resident pages (its own), so a sum is within
-    ``slack`` per process of the truth."""
+    Reading every process's PSS at each sample was slow: the kernel walks each worker's
+    page tables (bench/RESULTS.md, test-suite-sampler). The processes' PSS are read
+    again only when a process came or went, when one's file-backed resident pages
+    (libraries, shared by all) moved by more than ``slack`` GiB (either changes how the
+    shared pages are split among them), or every ``refresh`` seconds; in between each
+    is its last read plus the change of its anonymous resident pages (its own), so a
+    sum is within ``slack`` per process of the truth."""
 
     def __init__(self, interval=0.5, slack=1 / 64, refresh=15.0, root=None):
         super().__init__(name="suite-memory", daemon=True)
@@ -148,22 +148,15 @@ class _SuiteMemory(threading.Thread):
         now = time.monotonic()
         resident = {pid: _resident_gib(pid) for pid in pids}
         # (file pages one process maps or drops change the others' shares of them)
-        everything = (set(pids) != set(self._known) or now - self._refreshed > self.refresh
-                      or any(abs(files - self._known[pid][1]) > self.slack
-                             for pid, (_, files) in resident.items()))
-        if everything:
+        if (set(pids) != set(self._known) or now - self._refreshed > self.refresh
+                or any(abs(files - self._known[pid][1]) > self.slack
+                       for pid, (_, files) in resident.items())):
             self._refreshed = now
-        known, sizes = {}, []
-        for pid in pids:
-            anonymous, files = resident[pid]
-            last = self._known.get(pid)
-            if everything:
-                last = (anonymous, files, _pss_gib(pid))
-                self.reads += 1
-            known[pid] = last
-            sizes.append((pid, max(0.0, last[2] + anonymous - last[0])))
-        self._known = known
-        return sizes
+            self._known = {pid: (anonymous, files, _pss_gib(pid))
+                           for pid, (anonymous, files) in resident.items()}
+            self.reads += len(pids)
+        return [(pid, max(0.0, pss + resident[pid][0] - anonymous))
+                for pid, (anonymous, _, pss) in self._known.items()]
 
     def sample(self):
         sizes = self._sizes(_process_tree(self.root))
