@@ -5,8 +5,8 @@ import tensorflow as tf
 from keras import layers as KL
 
 from .precision import Float32Layer
-from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, \
-    parse_image_meta_graph
+from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, for_each_image, \
+    norm_boxes_graph, parse_image_meta_graph
 
 
 def refine_detections_graph(rois, probs, deltas, window, bbox_std_dev, min_confidence,
@@ -110,7 +110,7 @@ class DetectionLayer(Float32Layer):
                                            self.nms_threshold, self.max_instances,
                                            self.per_class, self.min_size, pixel_size)
 
-        return tf.map_fn(one_image, (rois, mrcnn_class, mrcnn_bbox, windows),
+        return for_each_image(one_image, (rois, mrcnn_class, mrcnn_bbox, windows),
                          fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
 
     def compute_output_shape(self, input_shape):

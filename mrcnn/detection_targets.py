@@ -12,7 +12,8 @@ import tensorflow as tf
 from keras import layers as KL
 
 from .precision import Float32Layer
-from .graph_ops import box_refinement_graph, overlaps_graph, trim_zeros_graph
+from .graph_ops import box_refinement_graph, for_each_image, overlaps_graph, \
+    trim_zeros_graph
 
 
 def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, rois_per_image,
@@ -137,7 +138,7 @@ class DetectionTargetLayer(Float32Layer):
         signature = (tf.TensorSpec([n, 4], tf.float32), tf.TensorSpec([n], tf.int32),
                      tf.TensorSpec([n, 4], tf.float32),
                      tf.TensorSpec([n] + list(self.mask_shape), tf.float32))
-        rois, class_ids, deltas, masks = tf.map_fn(
+        rois, class_ids, deltas, masks = for_each_image(
             one_image, (proposals, tf.cast(gt_class_ids, tf.int32), gt_boxes, gt_masks),
             fn_output_signature=signature)
         return [tf.stop_gradient(rois), tf.stop_gradient(class_ids),

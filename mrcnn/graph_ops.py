@@ -123,3 +123,29 @@ def parse_image_meta_graph(meta):
     """Unpack image meta tensors [batch, meta length] into a dict of tensors (the fields
     of molding.IMAGE_META_LAYOUT)."""
     return {name: meta[:, where] for name, where in IMAGE_META_LAYOUT.items()}
+
+
+# The largest batch whose per-image graph for_each_image writes out image by image; larger
+# batches, and batches of a size unknown when the graph is traced (detect()'s graph, which
+# serves any number of images, and an exported model's), run in a tf.map_fn loop. Written out, a batch of 1 or 2 traces faster (no while loop to
+# build, nor its gradient); from 4 images on, the copies cost more than the loop
+# (bench/RESULTS.md#per-image-graphs).
+UNROLL_MAX_IMAGES = 2
+
+
+def for_each_image(fn, elems, fn_output_signature):
+    """``fn`` on each image of a batch, the results stacked: tf.map_fn's contract (elems a
+    tuple of tensors sharing their first dimension; fn_output_signature a TensorSpec or a
+    nest of them) with the same numbers either way."""
+    batch = elems[0].shape[0]
+    if batch is None or not 0 < batch <= UNROLL_MAX_IMAGES:
+        return tf.map_fn(fn, elems, fn_output_signature=fn_output_signature)
+    specs = tf.nest.flatten(fn_output_signature)
+    per_image = []
+    for i in range(batch):
+        outputs = tf.nest.flatten(fn(tuple(e[i] for e in elems)))
+        for output, spec in zip(outputs, specs):
+            output.set_shape(spec.shape)
+        per_image.append(outputs)
+    stacked = [tf.stack(parts) for parts in zip(*per_image)]
+    return tf.nest.pack_sequence_as(fn_output_signature, stacked)

@@ -6,8 +6,8 @@ import tensorflow as tf
 from keras import layers as KL
 
 from .precision import Float32Layer
-from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph, \
-    parse_image_meta_graph
+from .graph_ops import apply_box_deltas_graph, clip_boxes_graph, for_each_image, \
+    norm_boxes_graph, parse_image_meta_graph
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -122,7 +122,7 @@ class ProposalLayer(Float32Layer):
             padding = tf.maximum(self.proposal_count - tf.shape(proposals)[0], 0)
             return tf.pad(proposals, [(0, padding), (0, 0)])
 
-        proposals = tf.map_fn(one_image, (top_scores, deltas, anchors),
+        proposals = for_each_image(one_image, (top_scores, deltas, anchors),
                               fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
                                                                 tf.float32))
         return proposals
@@ -176,7 +176,7 @@ class ProposalLayer(Float32Layer):
             padding = tf.maximum(self.proposal_count - tf.shape(proposals)[0], 0)
             return tf.pad(proposals, [(0, padding), (0, 0)])
 
-        return tf.map_fn(one_image, (top_scores, deltas, anchors, windows),
+        return for_each_image(one_image, (top_scores, deltas, anchors, windows),
                          fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
                                                            tf.float32))
 

@@ -451,8 +451,11 @@ def plot_loss_history(history, steps_csv=None, save_path=None):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes.ravel()[0].legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    # (redrawn after epochs while training: one draw, not the two of a cropped save)
+    # Fixed margins, not tight_layout: the figure is redrawn while training, and
+    # tight_layout's extra draw to measure the labels was half of each redraw's time
+    # (bench/RESULTS.md#per-image-graphs); one draw, not the two of a cropped save
+    fig.subplots_adjust(left=0.05, right=0.985, bottom=0.07, top=0.955, wspace=0.18,
+                        hspace=0.32)
     return _finish(fig, save_path, tight=False)
 
 

@@ -343,6 +343,62 @@ def test_detection_layer_per_class_rule_keeps_foreground_classes_of_background_r
     assert DetectionLayer.from_config(per_class.get_config()).per_class is True
 
 
+def _has_loop(fn, *args):
+    ops = fn.get_concrete_function(*args).graph.get_operations()
+    return any(op.type in ("While", "StatelessWhile") for op in ops)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_per_image_layers_give_the_same_numbers_written_out_and_in_a_loop(batch):
+    # a batch of up to UNROLL_MAX_IMAGES (2) whose size is known when the graph is traced
+    # (training and its validation) runs written out image by image; a larger one, or
+    # one of a size unknown then (detect()'s graph, which serves any number of images,
+    # and an exported model's), in a tf.map_fn loop: the same numbers either way
+    from mrcnn.detection_targets import DetectionTargetLayer
+    from mrcnn.graph_ops import UNROLL_MAX_IMAGES
+    assert UNROLL_MAX_IMAGES == 2
+    r = np.random.RandomState(batch)
+    n, classes = 40, 4
+    y, x = r.uniform(0, .7, (2, batch, n, 1)).astype(np.float32)
+    hw = r.uniform(.05, .3, (batch, n, 2)).astype(np.float32)
+    boxes = np.concatenate([y, x, y + hw[..., :1], x + hw[..., 1:]], axis=-1)
+    fg = r.uniform(size=(batch, n)).astype(np.float32)
+    probs = r.dirichlet(np.ones(classes), (batch, n)).astype(np.float32)
+    deltas = r.normal(0, 1, (batch, n, classes, 4)).astype(np.float32)
+    meta = np.zeros((batch, 12 + classes), np.float32)
+    meta[:, 4:7] = [100, 100, 3]
+    meta[:, 7:11] = [0, 0, 100, 90]
+    gt_boxes = boxes[:, :5]
+    gt_ids = np.tile(np.array([1, 2, 3, 0, 0], np.int32), (batch, 1))
+    gt_masks = r.uniform(size=(batch, 20, 20, 5)) > 0.5
+    cases = [
+        (ProposalLayer(proposal_count=12, nms_threshold=0.5),
+         [np.stack([1 - fg, fg], -1), deltas[:, :, 0], boxes]),
+        (DetectionLayer(min_confidence=0.3, nms_threshold=0.3, max_instances=8),
+         [boxes, probs, deltas, meta]),
+        # all 40 proposals and every ROI kept (no sampling left to chance)
+        (DetectionTargetLayer(rois_per_image=n + 5, positive_ratio=1.0, mask_shape=(7, 7),
+                              use_mini_mask=False),
+         [boxes, gt_ids, gt_boxes, gt_masks]),
+    ]
+    for layer, inputs in cases:
+        known = tf.function(lambda *a: layer(list(a)))
+        unknown = tf.function(lambda *a: layer(list(a)), input_signature=[
+            tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype)) for v in inputs])
+        assert _has_loop(known, *inputs) == (batch > 2), layer.name
+        assert _has_loop(unknown, *inputs), layer.name
+        a, b = (tf.nest.map_structure(lambda t: t.numpy(), f(*inputs))
+                for f in (known, unknown))
+        if isinstance(layer, DetectionTargetLayer):
+            # (the positive ROIs come shuffled: compare them in one order)
+            a, b = ([np.stack([v[i][np.lexsort(out[0][i].T)] for i in range(batch)])
+                     for v in out] for out in (a, b))
+            assert (a[1] > 0).sum() >= 3 * batch     # (at least the 3 GT boxes of each image)
+        for u, v in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+            assert u.shape[0] == batch
+            np.testing.assert_array_equal(u, v, err_msg=layer.name)
+
+
 def test_mask_head_without_batch_norm_drops_the_bn_layers(tmp_path):
     model = modellib.MaskRCNN("inference", tiny_config(MASK_HEAD_BN=False), str(tmp_path))
     names = {layer.name for layer in model.keras_model.layers}
