@@ -7,7 +7,10 @@ SGD is Keras' SGD with its update done by one fused TensorFlow kernel per weight
 w += m; bit-identical to Keras' SGD on the CPU, tests/test_optimizer.py). Keras builds
 that update from about ten small ops per weight; on the 104 weights of a small model
 that was 1,100 of the 7,400 ops of the training graph, all traced again by every
-train() call and run every step.
+train() call and run every step. Outside a tf.distribute strategy it also reads the
+learning rate once per step (not once per weight), makes one momentum constant and one
+set of reduction axes per rank, and skips the one-replica all-reduce's identity per
+weight: 9 -> 5 ops per weight, the same numbers (bench/RESULTS.md#lean-optimizer).
 """
 import keras
 import tensorflow as tf
@@ -19,19 +22,66 @@ class MomentumSGD(keras.optimizers.SGD):
     per-weight update is one fused kernel. Other settings, sparse gradients and other
     backends take Keras' own update."""
 
+    _step_constants = None     # {dtype: (lr, momentum)} while one apply() is traced
+
+    def _fused(self):
+        return self.momentum != 0 and not self.nesterov
+
     def update_step(self, gradient, variable, learning_rate):
-        fused = (self.momentum != 0 and not self.nesterov and
-                 not isinstance(gradient, tf.IndexedSlices) and
+        fused = (self._fused() and not isinstance(gradient, tf.IndexedSlices) and
                  hasattr(variable, "handle"))
         if not fused:
             return super().update_step(gradient, variable, learning_rate)
         momentum = self.momentums[self._get_variable_index(variable)]
         dtype = variable.dtype
+        constants = self._step_constants
+        if constants is None:
+            lr, beta = tf.cast(learning_rate, dtype), tf.constant(self.momentum, dtype)
+        else:
+            if dtype not in constants:
+                constants[dtype] = (tf.cast(learning_rate, dtype),
+                                    tf.constant(self.momentum, dtype))
+            lr, beta = constants[dtype]
         tf.raw_ops.ResourceApplyKerasMomentum(
-            var=variable.handle, accum=momentum.value.handle,
-            lr=tf.cast(learning_rate, dtype), grad=tf.cast(gradient, dtype),
-            momentum=tf.constant(self.momentum, dtype), use_locking=False,
+            var=variable.handle, accum=momentum.value.handle, lr=lr,
+            grad=tf.cast(gradient, dtype), momentum=beta, use_locking=False,
             use_nesterov=False)
+
+    def _clip_gradients(self, grads):
+        # Keras' clip_by_global_norm, op for op, but with one reduction-axes constant
+        # per rank instead of one per weight
+        if not (self.global_clipnorm and self.global_clipnorm > 0) or self.clipnorm:
+            return super()._clip_gradients(grads)
+        axes = {}
+        squared = []
+        for g in grads:
+            if g is None:
+                continue
+            rank = g.shape.rank
+            if rank is None:
+                squared.append(tf.reduce_sum(tf.square(g)))
+                continue
+            if rank not in axes:
+                axes[rank] = tf.constant(list(range(rank)), tf.int32)
+            squared.append(tf.raw_ops.Sum(input=tf.square(g), axis=axes[rank]))
+        norm = tf.sqrt(tf.reduce_sum(tf.stack(squared)))
+        clip = self.global_clipnorm
+        scale = clip * tf.minimum(1.0 / norm, 1.0 / clip) + (norm - norm)
+        return [g * scale if g is not None else g for g in grads]
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if tf.distribute.has_strategy() or not self._fused():
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        # no strategy: one replica, whose all-reduce and update context are identities
+        learning_rate = tf.convert_to_tensor(learning_rate)
+        self._step_constants = {}
+        try:
+            for grad, variable in zip(grads, trainable_variables):
+                if isinstance(variable, keras.Variable):
+                    variable = variable.value
+                self.update_step(grad, variable, learning_rate)
+        finally:
+            self._step_constants = None
 
 
 def make_optimizer(config, learning_rate):
