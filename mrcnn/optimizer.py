@@ -10,7 +10,7 @@ that was 1,100 of the 7,400 ops of the training graph, all traced again by every
 train() call and run every step. Outside a tf.distribute strategy it also reads the
 learning rate once per step (not once per weight), makes one momentum constant and one
 set of reduction axes per rank, and skips the one-replica all-reduce's identity per
-weight: 9 -> 5 ops per weight, the same numbers (bench/RESULTS.md#lean-optimizer).
+weight: 17 -> 7 traced ops per weight, the same numbers (bench/RESULTS.md#lean-optimizer).
 """
 import keras
 import tensorflow as tf
@@ -22,30 +22,23 @@ class MomentumSGD(keras.optimizers.SGD):
     per-weight update is one fused kernel. Other settings, sparse gradients and other
     backends take Keras' own update."""
 
-    _step_constants = None     # {dtype: (lr, momentum)} while one apply() is traced
+    def _fusable(self, gradient, variable):
+        return (self.momentum != 0 and not self.nesterov and
+                not isinstance(gradient, tf.IndexedSlices) and hasattr(variable, "handle"))
 
-    def _fused(self):
-        return self.momentum != 0 and not self.nesterov
+    def _fused_update(self, gradient, variable, lr, momentum):
+        accum = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=variable.handle, accum=accum.value.handle, lr=lr,
+            grad=tf.cast(gradient, variable.dtype), momentum=momentum, use_locking=False,
+            use_nesterov=False)
 
     def update_step(self, gradient, variable, learning_rate):
-        fused = (self._fused() and not isinstance(gradient, tf.IndexedSlices) and
-                 hasattr(variable, "handle"))
-        if not fused:
+        if not self._fusable(gradient, variable):
             return super().update_step(gradient, variable, learning_rate)
-        momentum = self.momentums[self._get_variable_index(variable)]
         dtype = variable.dtype
-        constants = self._step_constants
-        if constants is None:
-            lr, beta = tf.cast(learning_rate, dtype), tf.constant(self.momentum, dtype)
-        else:
-            if dtype not in constants:
-                constants[dtype] = (tf.cast(learning_rate, dtype),
-                                    tf.constant(self.momentum, dtype))
-            lr, beta = constants[dtype]
-        tf.raw_ops.ResourceApplyKerasMomentum(
-            var=variable.handle, accum=momentum.value.handle, lr=lr,
-            grad=tf.cast(gradient, dtype), momentum=beta, use_locking=False,
-            use_nesterov=False)
+        self._fused_update(gradient, variable, tf.cast(learning_rate, dtype),
+                           tf.constant(self.momentum, dtype))
 
     def _clip_gradients(self, grads):
         # Keras' clip_by_global_norm, op for op, but with one reduction-axes constant
@@ -70,18 +63,23 @@ class MomentumSGD(keras.optimizers.SGD):
         return [g * scale if g is not None else g for g in grads]
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if tf.distribute.has_strategy() or not self._fused():
+        if tf.distribute.has_strategy() or self.momentum == 0 or self.nesterov:
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        # no strategy: one replica, whose all-reduce and update context are identities
+        # no strategy: one replica, whose all-reduce and update context are identities;
+        # the rate is read once and each dtype's constants are made once per step
         learning_rate = tf.convert_to_tensor(learning_rate)
-        self._step_constants = {}
-        try:
-            for grad, variable in zip(grads, trainable_variables):
-                if isinstance(variable, keras.Variable):
-                    variable = variable.value
+        constants = {}
+        for grad, variable in zip(grads, trainable_variables):
+            if isinstance(variable, keras.Variable):
+                variable = variable.value
+            if not self._fusable(grad, variable):
                 self.update_step(grad, variable, learning_rate)
-        finally:
-            self._step_constants = None
+                continue
+            dtype = variable.dtype
+            if dtype not in constants:
+                constants[dtype] = (tf.cast(learning_rate, dtype),
+                                    tf.constant(self.momentum, dtype))
+            self._fused_update(grad, variable, *constants[dtype])
 
 
 def make_optimizer(config, learning_rate):

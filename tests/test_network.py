@@ -374,6 +374,11 @@ def test_per_image_layers_give_the_same_numbers_written_out_and_in_a_loop(batch)
     cases = [
         (ProposalLayer(proposal_count=12, nms_threshold=0.5),
          [np.stack([1 - fg, fg], -1), deltas[:, :, 0], boxes]),
+        # (torchvision's per-level proposals: two levels of 25 and 15 anchors)
+        (ProposalLayer(proposal_count=12, nms_threshold=0.5, per_level=True,
+                       pre_nms_limit=10),
+         [np.stack([1 - fg, fg], -1), deltas[:, :, 0], boxes, meta,
+          np.zeros((batch, 25, 2), np.float32), np.zeros((batch, 15, 2), np.float32)]),
         (DetectionLayer(min_confidence=0.3, nms_threshold=0.3, max_instances=8),
          [boxes, probs, deltas, meta]),
         # all 40 proposals and every ROI kept (no sampling left to chance)
@@ -387,6 +392,9 @@ def test_per_image_layers_give_the_same_numbers_written_out_and_in_a_loop(batch)
             tf.TensorSpec((None,) + v.shape[1:], tf.as_dtype(v.dtype)) for v in inputs])
         assert _has_loop(known, *inputs) == (batch > 2), layer.name
         assert _has_loop(unknown, *inputs), layer.name
+        # written out or not, the traced outputs' shapes are all known
+        for t in tf.nest.flatten(known.get_concrete_function(*inputs).structured_outputs):
+            assert t.shape.is_fully_defined() and t.shape[0] == batch, (layer.name, t.shape)
         a, b = (tf.nest.map_structure(lambda t: t.numpy(), f(*inputs))
                 for f in (known, unknown))
         if isinstance(layer, DetectionTargetLayer):
