@@ -111,7 +111,8 @@ class DetectionLayer(Float32Layer):
                                            self.per_class, self.min_size, pixel_size)
 
         return for_each_image(one_image, (rois, mrcnn_class, mrcnn_bbox, windows),
-                         fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))
+                              fn_output_signature=tf.TensorSpec([self.max_instances, 6],
+                                                                tf.float32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.max_instances, 6)

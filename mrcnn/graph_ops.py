@@ -125,11 +125,12 @@ def parse_image_meta_graph(meta):
     return {name: meta[:, where] for name, where in IMAGE_META_LAYOUT.items()}
 
 
-# The largest batch whose per-image graph for_each_image writes out image by image; larger
-# batches, and batches of a size unknown when the graph is traced (detect()'s graph, which
-# serves any number of images, and an exported model's), run in a tf.map_fn loop. Written out, a batch of 1 or 2 traces faster (no while loop to
-# build, nor its gradient); from 4 images on, the copies cost more than the loop
-# (bench/RESULTS.md#per-image-graphs).
+# The largest batch whose per-image graph for_each_image writes out image by image (as
+# the classic utils.batch_slice did); larger batches, and batches of a size unknown when
+# the graph is traced (detect()'s graph, which serves any number of images, and an
+# exported model's), run in a tf.map_fn loop. Written out, a batch of 1 or 2 traces
+# faster (no while loop to build, nor its gradient); from 4 images on, the copies cost
+# more than the loop (bench/RESULTS.md#per-image-graphs).
 UNROLL_MAX_IMAGES = 2
 
 

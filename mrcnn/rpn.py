@@ -123,8 +123,8 @@ class ProposalLayer(Float32Layer):
             return tf.pad(proposals, [(0, padding), (0, 0)])
 
         proposals = for_each_image(one_image, (top_scores, deltas, anchors),
-                              fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
-                                                                tf.float32))
+                                   fn_output_signature=tf.TensorSpec(
+                                       [self.proposal_count, 4], tf.float32))
         return proposals
 
     def _call_per_level(self, inputs):
@@ -177,8 +177,8 @@ class ProposalLayer(Float32Layer):
             return tf.pad(proposals, [(0, padding), (0, 0)])
 
         return for_each_image(one_image, (top_scores, deltas, anchors, windows),
-                         fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
-                                                           tf.float32))
+                              fn_output_signature=tf.TensorSpec([self.proposal_count, 4],
+                                                                tf.float32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.proposal_count, 4)
