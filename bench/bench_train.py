@@ -11,6 +11,13 @@ steps; the parent prints the machine (CPU, ISA flags, float32 matmul peak), the 
 step time, the ratio and each process's peak RSS, and for mrcnn the time its input
 pipeline needs per batch (built in threads while the previous step runs).
 
+It also prints each side's work per step: the FLOPs of its convolutions and matrix
+products, forward and backward (2 per multiply-add; mrcnn's from its traced step, the
+heads' ROI counts taken from one more step; torchvision's from torch.utils.flop_counter
+on one more step), the rate that makes in the median step, and the floor it implies: the
+time mrcnn's work takes at the machine's float32 matmul peak, which no ratio goal can go
+below.
+
 --dtype sets mrcnn's COMPUTE_DTYPE (Keras mixed precision; float16 adds dynamic loss
 scaling) and runs torchvision's forward pass under torch.autocast to that type.
 --frozen-bn trains mrcnn with TRAIN_BN_AFFINE = False: no batch norm's scale or offset
@@ -130,7 +137,78 @@ def child_mrcnn(args):
     pipeline = (time.perf_counter() - t0) / 4
     loader.close()
     return {"times": times, "pipeline": pipeline, "peak_rss_mb": peak,
+            "work": train_step_gflop(model.keras_model, batch, config),
             "machine": _child.machine_report()}
+
+
+# the ops that do a training step's arithmetic: convolutions (forward, and the two of
+# their gradient: to the input and to the filter; a transposed convolution is a
+# Conv2DBackpropInput) and matrix products
+_CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
+
+
+def graph_gflop(graph, unknown_rows):
+    """GFLOP of a traced graph's convolutions and matrix products, 2 per multiply-add
+    (as torch.utils.flop_counter counts). unknown_rows(op_name): the size of a dimension
+    the trace left unknown (the heads' ROI count). Returns (total, {op type: GFLOP})."""
+    import numpy as np
+
+    def shape(tensor, name):
+        dims = tensor.shape.as_list()
+        return [unknown_rows(name) if d is None else d for d in dims]
+
+    # only the ops a step runs: those its outputs and its side effects (the weight
+    # updates) need; a gradient nobody asks for (the input image's) stays in the graph
+    # but is pruned when the function runs
+    todo = [t.op for t in graph.outputs] + list(graph.control_outputs)
+    runs = set()
+    while todo:
+        op = todo.pop()
+        if op.name not in runs:
+            runs.add(op.name)
+            todo += [t.op for t in op.inputs] + list(op.control_inputs)
+    by_type = {}
+    for op in graph.get_operations():
+        if op.name not in runs:
+            continue
+        if op.type in _CONV_OPS:
+            # 2 x (each position of the convolution's output side) x (its kernel's
+            # height x width x the channels it reads), whichever way the op runs
+            if op.type == "Conv2D":
+                out, kernel = shape(op.outputs[0], op.name), shape(op.inputs[1], op.name)
+            elif op.type == "Conv2DBackpropInput":     # (input sizes, filter, out grad)
+                out, kernel = shape(op.inputs[2], op.name), shape(op.inputs[1], op.name)
+            else:                                      # (input, filter sizes, out grad)
+                out, kernel = shape(op.inputs[2], op.name), shape(op.outputs[0], op.name)
+            flops = 2.0 * np.prod(out) * kernel[0] * kernel[1] * kernel[2]
+        elif op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
+            a, b = shape(op.inputs[0], op.name), shape(op.inputs[1], op.name)
+            adj = ("transpose_a", "transpose_b") if op.type == "MatMul" else ("adj_x", "adj_y")
+            m, k = (a[-1], a[-2]) if op.get_attr(adj[0]) else (a[-2], a[-1])
+            n = b[-2] if op.get_attr(adj[1]) else b[-1]
+            flops = 2.0 * np.prod(a[:-2]) * m * k * n
+        else:
+            continue
+        by_type[op.type] = by_type.get(op.type, 0.0) + flops / 1e9
+    return sum(by_type.values()), by_type
+
+
+def train_step_gflop(keras_model, batch, config):
+    """mrcnn's work in one training step (graph_gflop of the traced train_step). The
+    classifier head runs on TRAIN_ROIS_PER_IMAGE ROIs per image, the mask head on the
+    positive ones only, whose count is known only when a step runs: it is read from one
+    more forward pass (the next step's, within a few of the timed ones')."""
+    import tensorflow as tf
+    spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), batch)
+    step = tf.function(lambda data: keras_model.train_step(data), autograph=False)
+    graph = step.get_concrete_function(spec).graph
+    outputs = keras_model(keras_model._model_inputs(batch), training=True)
+    images, positives = (int(d) for d in outputs[6].shape[:2])     # mrcnn_mask
+    rois = images * config.TRAIN_ROIS_PER_IMAGE
+    total, by_type = graph_gflop(
+        graph, lambda name: images * positives if "mrcnn_mask" in name else rois)
+    return {"gflop": total, "by_type": by_type, "positive_rois": positives,
+            "rois": config.TRAIN_ROIS_PER_IMAGE}
 
 
 def child_torchvision(args):
@@ -179,8 +257,13 @@ def child_torchvision(args):
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    peak = _child.work_peak_rss_mb()
+    # the work of one more step, counted by torch (2 FLOPs per multiply-add, as mrcnn's)
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
     return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "peak_rss_mb": _child.work_peak_rss_mb(),
+            "peak_rss_mb": peak, "work": {"gflop": counter.get_total_flops() / 1e9},
             "threads": torch.get_num_threads(), "device": device}
 
 
@@ -190,6 +273,34 @@ def run_child(python, which, args):
            "--device", args.device, "--dtype", args.dtype] + \
         (["--frozen-bn"] if args.frozen_bn else [])
     return _child.run_child(cmd, which)
+
+
+def work_lines(ours, peer):
+    """The report's lines on each side's work per step, its rate, and the floor."""
+    peak = ours["machine"]["matmul_gflops"]
+    med = statistics.median(ours["times"])
+    work = ours.get("work")
+    if not work or not peak:
+        return []
+    lines = ["work per step:       mrcnn {:.0f} GFLOP (convolutions and matrix products, "
+             "forward and backward; the mask head on {} positive ROIs of {} per image): "
+             "{:.0f} GFLOP/s in the median step, {:.0f}% of the float32 matmul peak".format(
+                 work["gflop"], work["positive_rois"], work["rois"], work["gflop"] / med,
+                 100 * work["gflop"] / med / peak)]
+    floor = work["gflop"] / peak
+    if peer and peer.get("work"):
+        pmed = statistics.median(peer["times"])
+        lines.append("                     torchvision {:.0f} GFLOP (torch.utils.flop_counter): "
+                     "{:.0f} GFLOP/s, {:.0f}% of the peak".format(
+                         peer["work"]["gflop"], peer["work"]["gflop"] / pmed,
+                         100 * peer["work"]["gflop"] / pmed / peak))
+        lines.append("floor:               {:.2f} s (mrcnn's work at the matmul peak) = {:.2f}x "
+                     "torchvision's step; the median step is {:.2f}x the floor".format(
+                         floor, floor / pmed, med / floor))
+    else:
+        lines.append("floor:               {:.2f} s (mrcnn's work at the matmul peak); the "
+                     "median step is {:.2f}x the floor".format(floor, med / floor))
+    return lines
 
 
 def main(argv=None):
@@ -236,6 +347,7 @@ def main(argv=None):
                       med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"])]
     else:
         lines.append("torchvision not installed at {}; no peer".format(args.torch_python))
+    lines += work_lines(ours, peer)
     print("\n".join(lines))
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
