@@ -58,7 +58,7 @@ def coco_run(tmp_path_factory):
     options, names = write_layout("coco", root / "data")
     logs = root / "logs"
     cmd = [sys.executable, "-m", "mrcnn", "train"] + options + [
-        "--weights", "none", "--layers", "all", "--epochs", "1", "--logs", str(logs),
+        "--weights", "none", "--layers", "heads", "--epochs", "1", "--logs", str(logs),
         "--val-fraction", "0.2", "--test-fraction", "0.2", "--seed", "3",
         "--set", "DETECTION_MAX_INSTANCES=20", "--quiet"] + TINY
     proc = subprocess.run(cmd, cwd=str(root), env=cli_env(), capture_output=True, text=True,
@@ -81,7 +81,7 @@ def test_train_subprocess_has_no_tensorflow_noise_and_a_short_run_block(coco_run
     assert "coco " in block[1] and "4 train, 1 val images" in block[1] and "1 test" in block[1]
     assert block[2].split(None, 1)[1] == "2: square, disk"
     # --lr not given: the config's LEARNING_RATE, printed as a number
-    assert block[5].split(None, 1)[1] == "all epoch 1 at lr 0.0125"
+    assert block[5].split(None, 1)[1] == "heads epoch 1 at lr 0.0125"
     assert "LR=0.0125" in out
     assert "Epoch 1/1" in out and "last checkpoint:" in out
 
@@ -114,7 +114,7 @@ def test_train_writes_config_split_and_class_names_beside_the_checkpoint(coco_ru
     assert record["command_lines"][0]["set"] == ["DETECTION_MAX_INSTANCES=20"]
     # train() recorded the machine and each stage that ran
     assert record["machine"]["cpu"]["cores"] >= 1
-    assert [s["layers"] for s in record["stages"]] == ["all"]
+    assert [s["layers"] for s in record["stages"]] == ["heads"]
     assert record["stages"][0]["train_dataset"]["images"] == 4
     # the saved configuration rebuilds the class, values and callable backbone included
     cls = load_config_class(str(run / "config.json"))
