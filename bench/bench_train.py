@@ -12,11 +12,11 @@ step time, the ratio and each process's peak RSS, and for mrcnn the time its inp
 pipeline needs per batch (built in threads while the previous step runs).
 
 It also prints each side's work per step: the FLOPs of its convolutions and matrix
-products, forward and backward (2 per multiply-add; mrcnn's from its traced step, the
-heads' ROI counts taken from one more step; torchvision's from torch.utils.flop_counter
-on one more step), the rate that makes in the median step, and the floor it implies: the
-time mrcnn's work takes at the machine's float32 matmul peak, which no ratio goal can go
-below.
+products, forward and backward (2 per multiply-add; mrcnn's from its traced step, with
+the mask head's positive ROIs counted before and after the timed steps, as they grow
+while the RPN learns; torchvision's from torch.utils.flop_counter on one more step),
+the rate that makes in the median step, and (float32 on the CPU) the floor: the least
+of mrcnn's work at the machine's float32 matmul peak, which no ratio goal can go below.
 
 --dtype sets mrcnn's COMPUTE_DTYPE (Keras mixed precision; float16 adds dynamic loss
 scaling) and runs torchvision's forward pass under torch.autocast to that type.
@@ -118,6 +118,9 @@ def child_mrcnn(args):
     data_it = iter(single)
     for _ in range(args.warmup):
         step(data_it)
+    # the mask head's work grows with the positive ROIs, which grow as the RPN learns:
+    # their count before the timed steps and after them bounds the work of each
+    positives = [positive_rois(model.keras_model, batch)]
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -127,6 +130,7 @@ def child_mrcnn(args):
     # (read before the input-pipeline probe and the machine report's matmul probe,
     # which torchvision's side does not run)
     peak = _child.work_peak_rss_mb()
+    positives.append(positive_rois(model.keras_model, batch))
     # the input pipeline alone: batches per second of a loader nobody waits on
     from mrcnn.pipeline import BatchLoader
     loader = BatchLoader(dataset, config, seed=1, prefetch=1)
@@ -137,8 +141,19 @@ def child_mrcnn(args):
     pipeline = (time.perf_counter() - t0) / 4
     loader.close()
     return {"times": times, "pipeline": pipeline, "peak_rss_mb": peak,
-            "work": train_step_gflop(model.keras_model, batch, config),
+            "work": _optional("the step's FLOP count", train_step_gflop, model.keras_model,
+                              batch, config, positives),
             "machine": _child.machine_report()}
+
+
+def _optional(what, fn, *args):
+    """fn(*args), or None (said on stderr) when it fails: a diagnostic must not lose
+    the timings already measured."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        print("{} failed: {}: {}".format(what, type(e).__name__, e), file=sys.stderr)
+        return None
 
 
 # the ops that do a training step's arithmetic: convolutions (forward, and the two of
@@ -150,12 +165,14 @@ _CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
 def graph_gflop(graph, unknown_rows):
     """GFLOP of a traced graph's convolutions and matrix products, 2 per multiply-add
     (as torch.utils.flop_counter counts). unknown_rows(op_name): the size of a dimension
-    the trace left unknown (the heads' ROI count). Returns (total, {op type: GFLOP})."""
+    the trace left unknown (the heads' ROI count); it raises for an op whose size it
+    cannot tell. Returns (total, {op type: GFLOP})."""
     import numpy as np
 
     def shape(tensor, name):
-        dims = tensor.shape.as_list()
-        return [unknown_rows(name) if d is None else d for d in dims]
+        if tensor.shape.rank is None:
+            raise ValueError("{}: rank unknown at trace time".format(name))
+        return [unknown_rows(name) if d is None else d for d in tensor.shape.as_list()]
 
     # only the ops a step runs: those its outputs and its side effects (the weight
     # updates) need; a gradient nobody asks for (the input image's) stays in the graph
@@ -186,29 +203,51 @@ def graph_gflop(graph, unknown_rows):
             adj = ("transpose_a", "transpose_b") if op.type == "MatMul" else ("adj_x", "adj_y")
             m, k = (a[-1], a[-2]) if op.get_attr(adj[0]) else (a[-2], a[-1])
             n = b[-2] if op.get_attr(adj[1]) else b[-1]
-            flops = 2.0 * np.prod(a[:-2]) * m * k * n
+            batch = np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))
+            flops = 2.0 * np.prod(batch) * m * k * n
         else:
             continue
         by_type[op.type] = by_type.get(op.type, 0.0) + flops / 1e9
     return sum(by_type.values()), by_type
 
 
-def train_step_gflop(keras_model, batch, config):
-    """mrcnn's work in one training step (graph_gflop of the traced train_step). The
-    classifier head runs on TRAIN_ROIS_PER_IMAGE ROIs per image, the mask head on the
-    positive ones only, whose count is known only when a step runs: it is read from one
-    more forward pass (the next step's, within a few of the timed ones')."""
+_FORWARD = {}
+
+
+def positive_rois(keras_model, batch):
+    """(images, positive ROIs per image) of one forward pass: the rows the mask head
+    runs on (the batch's largest count of positives, the others padded to it). The
+    pass is a traced graph: run eagerly, a functional model holds every layer's output
+    until it returns, which at batch 4 raised the peak memory by 1.1 GB."""
+    import tensorflow as tf
+    if id(keras_model) not in _FORWARD:
+        _FORWARD[id(keras_model)] = tf.function(
+            lambda data: tf.shape(keras_model(keras_model._model_inputs(data),
+                                              training=True)[6])[:2],     # mrcnn_mask
+            autograph=False)
+    return tuple(int(d) for d in _FORWARD[id(keras_model)](batch).numpy())
+
+
+def train_step_gflop(keras_model, batch, config, positives):
+    """mrcnn's work in one training step (graph_gflop of the traced train_step), for each
+    (images, positives per image) of ``positives`` (positive_rois before and after the
+    timed steps). The classifier head runs on TRAIN_ROIS_PER_IMAGE ROIs per image, the
+    mask head on the positive ones, a count known only when a step runs."""
     import tensorflow as tf
     spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), batch)
     step = tf.function(lambda data: keras_model.train_step(data), autograph=False)
     graph = step.get_concrete_function(spec).graph
-    outputs = keras_model(keras_model._model_inputs(batch), training=True)
-    images, positives = (int(d) for d in outputs[6].shape[:2])     # mrcnn_mask
-    rois = images * config.TRAIN_ROIS_PER_IMAGE
-    total, by_type = graph_gflop(
-        graph, lambda name: images * positives if "mrcnn_mask" in name else rois)
-    return {"gflop": total, "by_type": by_type, "positive_rois": positives,
-            "rois": config.TRAIN_ROIS_PER_IMAGE}
+    work = {"gflop": [], "positive_rois": [], "rois": config.TRAIN_ROIS_PER_IMAGE}
+    for images, count in positives:
+        def rows(name):
+            if "mrcnn_mask" in name:
+                return images * count
+            if "mrcnn_class" in name or "mrcnn_bbox" in name:
+                return images * config.TRAIN_ROIS_PER_IMAGE
+            raise ValueError("{}: a size unknown at trace time outside the heads".format(name))
+        work["gflop"].append(graph_gflop(graph, rows)[0])
+        work["positive_rois"].append(count)
+    return work
 
 
 def child_torchvision(args):
@@ -258,12 +297,14 @@ def child_torchvision(args):
         step()
         times.append(time.perf_counter() - t0)
     peak = _child.work_peak_rss_mb()
-    # the work of one more step, counted by torch (2 FLOPs per multiply-add, as mrcnn's)
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        step()
+    def count_step():
+        # the work of one more step, counted by torch (2 FLOPs per multiply-add, as mrcnn's)
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            step()
+        return {"gflop": counter.get_total_flops() / 1e9}
     return {"times": times, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "peak_rss_mb": peak, "work": {"gflop": counter.get_total_flops() / 1e9},
+            "peak_rss_mb": peak, "work": _optional("torch's FLOP count", count_step),
             "threads": torch.get_num_threads(), "device": device}
 
 
@@ -275,31 +316,36 @@ def run_child(python, which, args):
     return _child.run_child(cmd, which)
 
 
-def work_lines(ours, peer):
-    """The report's lines on each side's work per step, its rate, and the floor."""
+def work_lines(ours, peer, floor=True):
+    """The report's lines on each side's work per step and its rate, and, when the
+    float32 matmul peak bounds the step (floor: float32 on the CPU, both sides), the
+    floor: the least work of a timed step at that peak."""
     peak = ours["machine"]["matmul_gflops"]
     med = statistics.median(ours["times"])
     work = ours.get("work")
     if not work or not peak:
         return []
-    lines = ["work per step:       mrcnn {:.0f} GFLOP (convolutions and matrix products, "
-             "forward and backward; the mask head on {} positive ROIs of {} per image): "
-             "{:.0f} GFLOP/s in the median step, {:.0f}% of the float32 matmul peak".format(
-                 work["gflop"], work["positive_rois"], work["rois"], work["gflop"] / med,
-                 100 * work["gflop"] / med / peak)]
-    floor = work["gflop"] / peak
+    low, high = min(work["gflop"]), max(work["gflop"])
+    before, after = work["positive_rois"]
+    mean = (low + high) / 2
+    lines = ["work per step:       mrcnn {:.0f}-{:.0f} GFLOP (convolutions and matrix products, "
+             "forward and backward; the mask head on the positive ROIs, {} per image before "
+             "the timed steps and {} after, of {}): at {:.0f} GFLOP, {:.0f} GFLOP/s in the "
+             "median step, {:.0f}% of the float32 matmul peak".format(
+                 low, high, before, after, work["rois"], mean, mean / med,
+                 100 * mean / med / peak)]
+    pmed = statistics.median(peer["times"]) if peer else None
     if peer and peer.get("work"):
-        pmed = statistics.median(peer["times"])
         lines.append("                     torchvision {:.0f} GFLOP (torch.utils.flop_counter): "
                      "{:.0f} GFLOP/s, {:.0f}% of the peak".format(
                          peer["work"]["gflop"], peer["work"]["gflop"] / pmed,
                          100 * peer["work"]["gflop"] / pmed / peak))
-        lines.append("floor:               {:.2f} s (mrcnn's work at the matmul peak) = {:.2f}x "
-                     "torchvision's step; the median step is {:.2f}x the floor".format(
-                         floor, floor / pmed, med / floor))
-    else:
-        lines.append("floor:               {:.2f} s (mrcnn's work at the matmul peak); the "
-                     "median step is {:.2f}x the floor".format(floor, med / floor))
+    if floor:
+        text = "floor:               {:.2f} s (the least of mrcnn's work at the matmul peak)".format(
+            low / peak)
+        if pmed:
+            text += " = {:.2f}x torchvision's step".format(low / peak / pmed)
+        lines.append(text + "; the median step is {:.2f}x the floor".format(med / (low / peak)))
     return lines
 
 
@@ -347,7 +393,9 @@ def main(argv=None):
                       med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"])]
     else:
         lines.append("torchvision not installed at {}; no peer".format(args.torch_python))
-    lines += work_lines(ours, peer)
+    # (the float32 matmul peak bounds a float32 step on the CPU only)
+    on_cpu = not peer or peer.get("device", "cpu") == "cpu"
+    lines += work_lines(ours, peer, floor=args.dtype == "float32" and on_cpu)
     print("\n".join(lines))
     if args.record:
         with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
