@@ -120,7 +120,8 @@ def child_mrcnn(args):
         step(data_it)
     # the mask head's work grows with the positive ROIs, which grow as the RPN learns:
     # their count before the timed steps and after them bounds the work of each
-    positives = [positive_rois(model.keras_model, batch)]
+    positive_rois = positive_rois_counter(model.keras_model)
+    positives = [positive_rois(batch)]
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def child_mrcnn(args):
     # (read before the input-pipeline probe and the machine report's matmul probe,
     # which torchvision's side does not run)
     peak = _child.work_peak_rss_mb()
-    positives.append(positive_rois(model.keras_model, batch))
+    positives.append(positive_rois(batch))
     # the input pipeline alone: batches per second of a loader nobody waits on
     from mrcnn.pipeline import BatchLoader
     loader = BatchLoader(dataset, config, seed=1, prefetch=1)
@@ -211,26 +212,23 @@ def graph_gflop(graph, unknown_rows):
     return sum(by_type.values()), by_type
 
 
-_FORWARD = {}
-
-
-def positive_rois(keras_model, batch):
-    """(images, positive ROIs per image) of one forward pass: the rows the mask head
-    runs on (the batch's largest count of positives, the others padded to it). The
-    pass is a traced graph: run eagerly, a functional model holds every layer's output
-    until it returns, which at batch 4 raised the peak memory by 1.1 GB."""
+def positive_rois_counter(keras_model):
+    """A function batch -> (images, positive ROIs per image) of one forward pass: the
+    rows the mask head runs on (the batch's largest count of positives, the others
+    padded to it). The pass is a traced graph: run eagerly, a functional model holds
+    every layer's output until it returns, which at batch 4 raised the peak memory by
+    1.1 GB."""
     import tensorflow as tf
-    if id(keras_model) not in _FORWARD:
-        _FORWARD[id(keras_model)] = tf.function(
-            lambda data: tf.shape(keras_model(keras_model._model_inputs(data),
-                                              training=True)[6])[:2],     # mrcnn_mask
-            autograph=False)
-    return tuple(int(d) for d in _FORWARD[id(keras_model)](batch).numpy())
+    forward = tf.function(
+        lambda data: tf.shape(keras_model(keras_model._model_inputs(data),
+                                          training=True)[6])[:2],     # mrcnn_mask
+        autograph=False)
+    return lambda batch: tuple(int(d) for d in forward(batch).numpy())
 
 
 def train_step_gflop(keras_model, batch, config, positives):
     """mrcnn's work in one training step (graph_gflop of the traced train_step), for each
-    (images, positives per image) of ``positives`` (positive_rois before and after the
+    (images, positives per image) of ``positives`` (counted before and after the
     timed steps). The classifier head runs on TRAIN_ROIS_PER_IMAGE ROIs per image, the
     mask head on the positive ones, a count known only when a step runs."""
     import tensorflow as tf

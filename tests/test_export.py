@@ -61,10 +61,9 @@ def assert_same_detections(keras_result, exported, resized=False):
             assert same_detection(keras_result, i, exported, i), "detection {}".format(i)
         return n
     m = len(exported["scores"])
-    keras_matched = [any(same_detection(keras_result, i, exported, j) for j in range(m))
-                     for i in range(n)]
-    exported_matched = [any(same_detection(keras_result, i, exported, j) for i in range(n))
-                        for j in range(m)]
+    same = np.array([[same_detection(keras_result, i, exported, j) for j in range(m)]
+                     for i in range(n)], bool).reshape(n, m)
+    keras_matched, exported_matched = same.any(axis=1), same.any(axis=0)
     for i in range(n):
         assert keras_matched[i] or keras_result["scores"][i] < 0.9, "detect() {}".format(i)
     for j in range(m):
