@@ -18,9 +18,18 @@ example of a callable Config.BACKBONE.
 """
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers as KL
 
 RESNET_STAGE4_BLOCKS = {"resnet50": 5, "resnet101": 22}
+
+
+def _op_determinism():
+    """Whether TensorFlow's op determinism is on (tf.config.experimental.
+    enable_op_determinism() or TF_DETERMINISTIC_OPS=1); its query is not public API."""
+    from tensorflow.python.framework import config as tf_config
+    query = getattr(tf_config, "is_op_determinism_enabled", None)
+    return bool(query()) if query else False
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -38,9 +47,44 @@ class BatchNorm(KL.BatchNormalization):
         self.train_bn = train_bn
 
     def call(self, inputs, training=None):
+        in_step = training is not None and training is not False
         if self.train_bn is not None:
             training = self.train_bn
-        return super().call(inputs, training=training)
+        if training and self.trainable:
+            return super().call(inputs, training=training)      # batch statistics
+        # The moving statistics (frozen, the usual case): TensorFlow's fused batch norm,
+        # one op forward and one backward where Keras' formula makes about a dozen
+        # elementwise ops each way, computed in float32 whatever the input's type (as
+        # Keras does). Its gradient op needs the layer's input, which a training step
+        # keeps anyway when gamma and beta train (their gradients need it); when they do
+        # not (TRAIN_BN_AFFINE = False, or a layer outside `layers`), Keras' formula
+        # keeps nothing for the backward pass, so it stays. So it does under op
+        # determinism: TensorFlow has no deterministic GPU kernel for the fused op's
+        # gradient with moving statistics. bench/RESULTS.md, fused-batch-norm
+        if not self._fusable(inputs) or (in_step and (
+                not (self.trainable and self.gamma.trainable and self.beta.trainable)
+                or _op_determinism())):
+            return super().call(inputs, training=False)
+        y, _, _, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+            x=inputs, scale=tf.convert_to_tensor(self.gamma),
+            offset=tf.convert_to_tensor(self.beta),
+            mean=tf.convert_to_tensor(self.moving_mean),
+            variance=tf.convert_to_tensor(self.moving_variance),
+            epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC",
+            is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+    def _fusable(self, inputs):
+        axis = self.axis if isinstance(self.axis, int) else (
+            self.axis[0] if len(self.axis) == 1 else None)
+        try:
+            rank = len(inputs.shape)
+        except (TypeError, ValueError):     # unknown rank
+            rank = None
+        return (rank == 4 and axis in (-1, 3) and self.scale and self.center
+                and not self.renorm and self.gamma.dtype == "float32"
+                and keras.backend.standardize_dtype(inputs.dtype)
+                in ("float32", "bfloat16", "float16"))
 
     def get_config(self):
         config = super().get_config()

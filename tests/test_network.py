@@ -445,3 +445,117 @@ def test_box_deltas_that_overflow_give_finite_boxes():
     np.testing.assert_allclose(out[0, 2] - out[0, 0], 0.2 * np.exp(MAX_LOG_SCALE), rtol=1e-5)
     np.testing.assert_allclose(out[1], [0.2, 0.2, 0.4, 0.4], atol=1e-6)  # non-finite -> 0
     np.testing.assert_allclose(out[2], [0.3, 0.2, 0.5, 0.4], atol=1e-6)  # ordinary delta
+
+
+def _batch_norm_with_statistics(dtype=None, train_bn=False, channels=16):
+    from mrcnn.backbone import BatchNorm
+    rng = np.random.RandomState(0)
+    bn = BatchNorm(train_bn=train_bn, dtype=dtype)
+    bn.build((None, 8, 8, channels))
+    for v in (bn.gamma, bn.beta, bn.moving_mean):
+        v.assign(rng.randn(channels).astype("float32"))
+    bn.moving_variance.assign(rng.rand(channels).astype("float32") + 0.5)
+    return bn
+
+
+def _keras_formula(bn, x):
+    """What Keras' own BatchNormalization computes with the moving statistics."""
+    import keras
+    return keras.layers.BatchNormalization.call(bn, x, training=False)
+
+
+def _loss_and_grads(fn, x, bn):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.cast(fn(x), "float32")
+        loss = tf.reduce_sum(y * y)
+    return [g.numpy() for g in tape.gradient(loss, [x, bn.gamma.value, bn.beta.value])]
+
+
+def test_frozen_batch_norm_is_one_fused_op_with_keras_numbers():
+    # the moving-statistics batch norm (TRAIN_BN False, or a frozen layer) runs as
+    # TensorFlow's fused op: the same numbers and gradients as Keras' formula, one op
+    bn = _batch_norm_with_statistics()
+    x = tf.constant(np.random.RandomState(1).randn(3, 8, 8, 16).astype("float32"))
+    np.testing.assert_allclose(bn(x).numpy(), _keras_formula(bn, x).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    for ours, theirs in zip(_loss_and_grads(bn, x, bn),
+                            _loss_and_grads(lambda v: _keras_formula(bn, v), x, bn)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4 * np.abs(theirs).max())
+    ops = {op.type for op in tf.function(lambda v: bn(v)).get_concrete_function(
+        tf.TensorSpec((None, 8, 8, 16))).graph.get_operations()}
+    assert "FusedBatchNormV3" in ops and not ops & {"Rsqrt", "Mul", "Sub"}, ops
+    # a trainable layer frozen by set_trainable (training=True, trainable False) too
+    bn.trainable = False
+    np.testing.assert_allclose(bn(x, training=True).numpy(), _keras_formula(bn, x).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    # no ROIs (the mask head of a step without positives): an empty batch, both ways
+    empty = tf.zeros((0, 8, 8, 16))
+    bn.trainable = True
+    assert bn(empty).shape == (0, 8, 8, 16)
+    grads = _loss_and_grads(bn, empty, bn)
+    assert grads[0].shape == (0, 8, 8, 16)
+    np.testing.assert_array_equal(grads[1], 0)
+    np.testing.assert_array_equal(grads[2], 0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_frozen_batch_norm_in_half_precision_is_fused_and_keeps_the_input_type(policy):
+    bn = _batch_norm_with_statistics(dtype=policy)
+    half = policy.split("_")[1]
+    x = tf.cast(np.random.RandomState(2).randn(2, 8, 8, 16), half)
+    y = bn(x)
+    assert y.dtype == half and bn.gamma.dtype == "float32"
+    ops = {op.type for op in tf.function(lambda v: bn(v, training=True)).get_concrete_function(
+        tf.TensorSpec((None, 8, 8, 16), half)).graph.get_operations()}
+    assert "FusedBatchNormV3" in ops and "Cast" not in ops, ops
+    # (both computed in float32 and rounded once to the half type)
+    np.testing.assert_allclose(tf.cast(y, "float32").numpy(),
+                               tf.cast(_keras_formula(bn, x), "float32").numpy(),
+                               rtol=1e-2, atol=1e-2)
+    grads = _loss_and_grads(bn, x, bn)
+    reference = _loss_and_grads(lambda v: _keras_formula(bn, v), x, bn)
+    for ours, theirs in zip(grads, reference):
+        ours, theirs = np.asarray(ours, "float32"), np.asarray(theirs, "float32")
+        assert np.isfinite(ours).all()
+        np.testing.assert_allclose(ours, theirs, rtol=2e-2, atol=2e-2 * np.abs(theirs).max())
+
+
+def test_batch_norm_with_batch_statistics_keeps_keras_path_and_updates_the_moving_ones():
+    # TRAIN_BN True: the batch's own statistics, and the moving ones move
+    bn = _batch_norm_with_statistics(train_bn=True)
+    x = tf.constant(np.random.RandomState(3).randn(4, 8, 8, 16).astype("float32") * 3 + 1)
+    mean_before = bn.moving_mean.numpy().copy()
+    y = bn(x).numpy()
+    normalised = (y - bn.beta.numpy()) / bn.gamma.numpy()
+    np.testing.assert_allclose(normalised.mean(axis=(0, 1, 2)), 0, atol=1e-4)
+    np.testing.assert_allclose(normalised.std(axis=(0, 1, 2)), 1, atol=1e-2)
+    assert not np.allclose(bn.moving_mean.numpy(), mean_before)
+
+
+def test_a_training_step_fuses_only_the_batch_norms_whose_gamma_and_beta_train():
+    # the fused op's gradient needs the layer's input; a batch norm whose gamma and beta
+    # do not train (TRAIN_BN_AFFINE = False, or outside `layers`) keeps Keras' formula,
+    # whose backward pass keeps nothing of it
+    def op_types(bn, training):
+        spec = tf.TensorSpec((None, 8, 8, 16))
+        return {op.type for op in tf.function(lambda v: bn(v, training=training))
+                .get_concrete_function(spec).graph.get_operations()}
+    bn = _batch_norm_with_statistics()
+    assert "FusedBatchNormV3" in op_types(bn, True)
+    bn.gamma.trainable = bn.beta.trainable = False        # TRAIN_BN_AFFINE = False
+    assert "FusedBatchNormV3" not in op_types(bn, True)
+    assert "FusedBatchNormV3" in op_types(bn, False)     # validation, detection
+    bn.gamma.trainable = bn.beta.trainable = True
+    bn.trainable = False                                  # outside `layers`
+    assert "FusedBatchNormV3" not in op_types(bn, True)
+    assert "FusedBatchNormV3" in op_types(bn, None)
+    # op determinism: TensorFlow has no deterministic GPU kernel for the fused gradient
+    bn.trainable = True
+    tf.config.experimental.enable_op_determinism()
+    try:
+        assert "FusedBatchNormV3" not in op_types(bn, True)
+        assert "FusedBatchNormV3" in op_types(bn, False)
+    finally:
+        from tensorflow.python.framework import config as tf_config
+        tf_config.disable_op_determinism()
