@@ -75,13 +75,11 @@ class BatchNorm(KL.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
     def _fusable(self, inputs):
-        axis = self.axis if isinstance(self.axis, int) else (
-            self.axis[0] if len(self.axis) == 1 else None)
         try:
             rank = len(inputs.shape)
         except (TypeError, ValueError):     # unknown rank
             rank = None
-        return (rank == 4 and axis in (-1, 3) and self.scale and self.center
+        return (rank == 4 and self.axis in (-1, 3) and self.scale and self.center
                 and not self.renorm and self.gamma.dtype == "float32"
                 and keras.backend.standardize_dtype(inputs.dtype)
                 in ("float32", "bfloat16", "float16"))
