@@ -1,6 +1,7 @@
 """Run one side of a benchmark in its own process and collect its result and peak RSS."""
 import json
 import os
+import statistics
 import subprocess
 import tempfile
 
@@ -49,6 +50,84 @@ def run_child(cmd, which):
     result["process_peak_rss_mb"] = usage.ru_maxrss / 1024.0
     result.setdefault("peak_rss_mb", result["process_peak_rss_mb"])
     return result
+
+
+def side_by_side(rounds, run_ours, run_peer=None, label=("mrcnn", "torchvision")):
+    """Run the two sides alternately, ours first: ours, peer, ours, peer, ... ``rounds``
+    times each. ``run_ours(first)`` and ``run_peer(first)`` run one side's child; ``first``
+    is True in the first round only, where the machine and the work are measured (the
+    later rounds' children skip that). Returns (our results, the peer's results), one
+    per round (the peer's list is empty without a peer).
+
+    The machines this project runs on are shared: their speed drifts by 10-30% within
+    minutes, so one run of each side, minutes apart, carries that drift into the ratio.
+    Rounds pair each of our runs with the peer's run right after it, and ``ratio_line``
+    takes the median of the rounds' ratios."""
+    ours, peer = [], []
+    for r in range(rounds):
+        if rounds > 1:
+            print("round {}/{}: {} ...".format(r + 1, rounds, label[0]), flush=True)
+        ours.append(run_ours(r == 0))
+        if run_peer is not None:
+            if rounds > 1:
+                print("round {}/{}: {} ...".format(r + 1, rounds, label[1]), flush=True)
+            peer.append(run_peer(r == 0))
+    return ours, peer
+
+
+def run_both(run_child, args):
+    """A benchmark's two sides over ``args.rounds`` rounds (side_by_side): ours in this
+    interpreter, torchvision in ``args.torch_python`` when that exists, each started by
+    the benchmark's ``run_child(python, which, args, first)``. Returns (our rounds, the
+    peer's rounds, ours pooled, the peer's pooled or None)."""
+    import sys
+    peer_python = args.torch_python if os.path.exists(args.torch_python) else None
+    ours, peer = side_by_side(
+        args.rounds, lambda first: run_child(sys.executable, "mrcnn", args, first),
+        (lambda first: run_child(peer_python, "torchvision", args, first))
+        if peer_python else None)
+    return ours, peer, pooled(ours), pooled(peer) if peer else None
+
+
+def pooled(results):
+    """One side's rounds as one result: the timed runs of every round, in order, under
+    ``times`` (and so ``graph_times`` and each ``split`` part), the largest peak RSS of
+    the rounds, each round's median time under ``round_medians``, and everything else
+    from the first round (the machine report and the work count are taken there)."""
+    merged = dict(results[0])
+    for key in ("times", "graph_times"):
+        if key in merged:
+            merged[key] = [t for r in results for t in r[key]]
+    if "split" in merged:
+        merged["split"] = {k: [t for r in results for t in r["split"][k]]
+                           for k in merged["split"]}
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in results)
+    merged["round_medians"] = [statistics.median(r["times"]) for r in results]
+    return merged
+
+
+def runs_text(result):
+    """A pooled side's timed runs for the report: every run, or, after several rounds,
+    each round's median."""
+    medians = result.get("round_medians") or []
+    if len(medians) > 1:
+        return "rounds' medians " + ", ".join("{:.2f}".format(t) for t in medians)
+    return "runs " + ", ".join("{:.2f}".format(t) for t in result["times"])
+
+
+def ratio_line(ours, peer):
+    """The report's ratio line from the two sides' rounds (lists from side_by_side):
+    time, the median of the rounds' ratios of median times; peak memory, the ratio of
+    the largest peaks."""
+    ratios = [statistics.median(o["times"]) / statistics.median(p["times"])
+              for o, p in zip(ours, peer)]
+    memory = max(o["peak_rss_mb"] for o in ours) / max(p["peak_rss_mb"] for p in peer)
+    text = "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(
+        statistics.median(ratios), memory)
+    if len(ratios) > 1:
+        text += " (time: median of {} rounds run side by side: {})".format(
+            len(ratios), ", ".join("{:.2f}x".format(r) for r in ratios))
+    return text
 
 
 def matmul_peak_gflops(size=4096, runs=5):

@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_inference.py [--runs 5] [--size 1024]
         [--torch-python .venv-torch/bin/python] [--image PATH] [--record]
         [--batch 1] [--dtype float32|float16|bfloat16] [--device auto|cpu|cuda]
+        [--rounds 1]
 
 Both models: ResNet-50 FPN, 81 classes (torchvision: 91, its COCO head), random weights
 (no pretrained files are needed to time them), one 1024x1024 image, score threshold 0
@@ -14,7 +15,8 @@ process's peak resident memory. --record appends the result to bench/RESULTS.md.
 --batch B runs B copies of the image per call (IMAGES_PER_GPU = B; times are per call);
 --dtype sets mrcnn's COMPUTE_DTYPE and runs torchvision under autocast to that type;
 --device places torchvision (auto: the GPU when torch sees one; TensorFlow uses a GPU
-whenever it sees one).
+whenever it sees one). --rounds N runs the two sides alternately N times each and
+reports the median of the rounds' ratios (bench/README.md: the host's speed drifts).
 """
 import argparse
 import datetime
@@ -104,8 +106,8 @@ def child_mrcnn(args):
     return {"times": times, "graph_times": split["graph"], "split": split, "detections": n,
             "peak_rss_mb": peak,
             "gflop": count_mrcnn_gflop(model, molded[:1], metas[:1], anchors[:1])
-            if args.batch == 1 else None,
-            "machine": _child.machine_report()}
+            if args.batch == 1 and not args.light else None,
+            "machine": None if args.light else _child.machine_report()}
 
 
 def count_mrcnn_gflop(model, molded, metas, anchors):
@@ -187,10 +189,10 @@ def child_torchvision(args):
 
 # ---------------------------------------------------------------------------- parent
 
-def run_child(python, which, args):
+def run_child(python, which, args, first=True):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--runs", str(args.runs),
            "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
-           "--dtype", args.dtype, "--device", args.device]
+           "--dtype", args.dtype, "--device", args.device] + ([] if first else ["--light"])
     if args.image:
         cmd += ["--image", args.image]
     return _child.run_child(cmd, which)
@@ -208,34 +210,36 @@ def main(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the two sides alternately this many times each; the ratio "
+                        "is the median of the rounds' ratios (the host's speed drifts)")
     p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
+    p.add_argument("--light", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
 
     if args.child:
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
         return
 
-    print("mrcnn: {} warm-up + {} runs at {}x{}, batch {}, {} ...".format(
-        args.warmup, args.runs, args.size, args.size, args.batch, args.dtype), flush=True)
-    ours = run_child(sys.executable, "mrcnn", args)
-    peer = None
-    if os.path.exists(args.torch_python):
-        print("torchvision: {} warm-up + {} runs ...".format(args.warmup, args.runs), flush=True)
-        peer = run_child(args.torch_python, "torchvision", args)
-    else:
+    print("mrcnn, then torchvision{}: {} warm-up + {} runs each at {}x{}, batch {}, {} ..."
+          .format(" ({} rounds)".format(args.rounds) if args.rounds > 1 else "", args.warmup,
+                  args.runs, args.size, args.size, args.batch, args.dtype), flush=True)
+    if not os.path.exists(args.torch_python):
         print("torchvision not installed at {} (see bench/README.md); skipping the peer"
               .format(args.torch_python))
+    our_rounds, peer_rounds, ours, peer = _child.run_both(run_child, args)
 
     med = statistics.median(ours["times"])
     gmed = statistics.median(ours["graph_times"])
     parts = {k: statistics.median(v) for k, v in ours["split"].items()}
     outside = parts["mold"] + parts["unmold"]
     lines = _child.machine_lines(ours["machine"], peer) + [
-        "mrcnn detect:        median {:.2f} s  (runs {}); batch {}, {}".format(
-            med, ", ".join("{:.2f}".format(t) for t in ours["times"]), args.batch,
-            args.dtype),
+        "mrcnn detect:        median {:.2f} s  ({}); batch {}, {}".format(
+            med, _child.runs_text(ours), args.batch, args.dtype),
         "  split:             mold {:.3f} s, graph {:.2f} s, unmold {:.3f} s: {:.1f}% "
         "outside the graph; {} detections".format(
             parts["mold"], gmed, parts["unmold"],
@@ -255,12 +259,11 @@ def main(argv=None):
     if peer:
         pmed = statistics.median(peer["times"])
         lines += [
-            "torchvision {} (torch {}, {}): median {:.2f} s  (runs {}); {} detections".format(
+            "torchvision {} (torch {}, {}): median {:.2f} s  ({}); {} detections".format(
                 peer["torchvision"], peer["torch"], peer.get("device", "cpu"), pmed,
-                ", ".join("{:.2f}".format(t) for t in peer["times"]), peer["detections"]),
+                _child.runs_text(peer), peer["detections"]),
             "  peak RSS:          {:.0f} MB".format(peer["peak_rss_mb"]),
-            "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(
-                med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"]),
+            _child.ratio_line(our_rounds, peer_rounds),
         ]
     print("\n".join(lines))
     if args.record:
@@ -276,8 +279,10 @@ def record(args, lines):
             args.size, args.size, datetime.date.today().isoformat(), lines[0].split(":", 1)[1]
             .strip()))
         f.write("`python bench/bench_inference.py --runs {} --warmup {} --size {} --batch {} "
-                "--dtype {}`\n\n```\n{}\n```\n".format(
-                    args.runs, args.warmup, args.size, args.batch, args.dtype, "\n".join(lines)))
+                "--dtype {}{}`\n\n```\n{}\n```\n".format(
+                    args.runs, args.warmup, args.size, args.batch, args.dtype,
+                    " --rounds {}".format(args.rounds) if args.rounds > 1 else "",
+                    "\n".join(lines)))
 
 
 if __name__ == "__main__":

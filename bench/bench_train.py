@@ -1,7 +1,7 @@
 """Training-step benchmark: mrcnn vs torchvision maskrcnn_resnet50_fpn, same run.
 
     .venv/bin/python bench/bench_train.py [--steps 5] [--size 512] [--batch 1]
-        [--dtype float32|bfloat16|float16] [--frozen-bn] [--record]
+        [--dtype float32|bfloat16|float16] [--frozen-bn] [--rounds 1] [--record]
 
 One 512x512 image with the same boxes and masks for both; batch 1 (or --batch N copies
 of it); every layer
@@ -22,6 +22,8 @@ of mrcnn's work at the machine's float32 matmul peak, which no ratio goal can go
 scaling) and runs torchvision's forward pass under torch.autocast to that type.
 --frozen-bn trains mrcnn with TRAIN_BN_AFFINE = False: no batch norm's scale or offset
 trains, as in torchvision's FrozenBatchNorm2d (by default mrcnn trains them, classic).
+--rounds N runs the two sides alternately N times each and reports the median of the
+rounds' ratios (bench/README.md: the host's speed drifts between runs).
 """
 import argparse
 import datetime
@@ -131,6 +133,8 @@ def child_mrcnn(args):
     # (read before the input-pipeline probe and the machine report's matmul probe,
     # which torchvision's side does not run)
     peak = _child.work_peak_rss_mb()
+    if args.light:      # a later round: the first measured the rest
+        return {"times": times, "peak_rss_mb": peak}
     positives.append(positive_rois(batch))
     # the input pipeline alone: batches per second of a loader nobody waits on
     from mrcnn.pipeline import BatchLoader
@@ -295,6 +299,9 @@ def child_torchvision(args):
         step()
         times.append(time.perf_counter() - t0)
     peak = _child.work_peak_rss_mb()
+    if args.light:
+        return {"times": times, "peak_rss_mb": peak}
+
     def count_step():
         # the work of one more step, counted by torch (2 FLOPs per multiply-add, as mrcnn's)
         from torch.utils.flop_counter import FlopCounterMode
@@ -306,11 +313,11 @@ def child_torchvision(args):
             "threads": torch.get_num_threads(), "device": device}
 
 
-def run_child(python, which, args):
+def run_child(python, which, args, first=True):
     cmd = [python, os.path.abspath(__file__), "--child", which, "--steps", str(args.steps),
            "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
            "--device", args.device, "--dtype", args.dtype] + \
-        (["--frozen-bn"] if args.frozen_bn else [])
+        (["--frozen-bn"] if args.frozen_bn else []) + ([] if first else ["--light"])
     return _child.run_child(cmd, which)
 
 
@@ -360,35 +367,38 @@ def main(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the two sides alternately this many times each; the ratio "
+                        "is the median of the rounds' ratios (the host's speed drifts)")
     p.add_argument("--record", action="store_true")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
+    p.add_argument("--light", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     if args.child:
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
         return
-    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {}{} ...".format(
+    print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {}{}{} ...".format(
         args.warmup, args.steps, args.size, args.size, args.batch, args.dtype,
-        ", frozen batch norms" if args.frozen_bn else ""), flush=True)
-    ours = run_child(sys.executable, "mrcnn", args)
+        ", frozen batch norms" if args.frozen_bn else "",
+        ", {} rounds side by side with the peer".format(args.rounds) if args.rounds > 1
+        else ""), flush=True)
+    our_rounds, peer_rounds, ours, peer = _child.run_both(run_child, args)
     med = statistics.median(ours["times"])
-    peer = None
-    if os.path.exists(args.torch_python):
-        print("torchvision ...", flush=True)
-        peer = run_child(args.torch_python, "torchvision", args)
     lines = _child.machine_lines(ours["machine"], peer) + [
-        "mrcnn train step:    median {:.2f} s  (steps {}); peak RSS {:.0f} MB".format(
-            med, ", ".join("{:.2f}".format(t) for t in ours["times"]), ours["peak_rss_mb"]),
+        "mrcnn train step:    median {:.2f} s  ({}); peak RSS {:.0f} MB".format(
+            med, _child.runs_text(ours).replace("runs ", "steps ", 1), ours["peak_rss_mb"]),
         "  input pipeline:    {:.3f} s per batch on its own ({:.0f}% of a step; built in "
         "threads while the step runs)".format(ours["pipeline"], 100 * ours["pipeline"] / med)]
     if peer:
         pmed = statistics.median(peer["times"])
-        lines += ["torchvision {} train step: median {:.2f} s  (steps {}); peak RSS {:.0f} MB"
+        lines += ["torchvision {} train step: median {:.2f} s  ({}); peak RSS {:.0f} MB"
                   .format(peer["torchvision"], pmed,
-                          ", ".join("{:.2f}".format(t) for t in peer["times"]),
+                          _child.runs_text(peer).replace("runs ", "steps ", 1),
                           peer["peak_rss_mb"]),
-                  "ratio mrcnn / torchvision: {:.2f}x time, {:.2f}x peak memory".format(
-                      med / pmed, ours["peak_rss_mb"] / peer["peak_rss_mb"])]
+                  _child.ratio_line(our_rounds, peer_rounds)]
     else:
         lines.append("torchvision not installed at {}; no peer".format(args.torch_python))
     # (the float32 matmul peak bounds a float32 step on the CPU only)
@@ -402,10 +412,11 @@ def main(argv=None):
                                                           " --frozen-bn")
             f.write("\n## Training step, {0}x{0}, batch {1}, all layers, ResNet-50{7}{9} "
                     "({2}, {3})\n\n`python bench/bench_train.py --steps {4} --warmup {5} "
-                    "--batch {1} --dtype {8}{10}`\n\n```\n{6}\n```\n".format(
+                    "--batch {1} --dtype {8}{10}{11}`\n\n```\n{6}\n```\n".format(
                         args.size, args.batch, datetime.date.today().isoformat(),
                         lines[0].split(":", 1)[1].strip(), args.steps, args.warmup,
-                        "\n".join(lines), dtype, args.dtype, frozen[0], frozen[1]))
+                        "\n".join(lines), dtype, args.dtype, frozen[0], frozen[1],
+                        " --rounds {}".format(args.rounds) if args.rounds > 1 else ""))
 
 
 if __name__ == "__main__":
