@@ -225,10 +225,12 @@ def main(argv=None):
         print("RESULT " + json.dumps(fn(args)))
         return
 
-    print("mrcnn, then torchvision{}: {} warm-up + {} runs each at {}x{}, batch {}, {} ..."
-          .format(" ({} rounds)".format(args.rounds) if args.rounds > 1 else "", args.warmup,
-                  args.runs, args.size, args.size, args.batch, args.dtype), flush=True)
-    if not os.path.exists(args.torch_python):
+    have_peer = os.path.exists(args.torch_python)
+    print("mrcnn{}{}: {} warm-up + {} runs each at {}x{}, batch {}, {} ...".format(
+        ", then torchvision" if have_peer else "",
+        " ({} rounds)".format(args.rounds) if args.rounds > 1 else "", args.warmup,
+        args.runs, args.size, args.size, args.batch, args.dtype), flush=True)
+    if not have_peer:
         print("torchvision not installed at {} (see bench/README.md); skipping the peer"
               .format(args.torch_python))
     our_rounds, peer_rounds, ours, peer = _child.run_both(run_child, args)

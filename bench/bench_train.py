@@ -383,8 +383,7 @@ def main(argv=None):
     print("mrcnn: {} warm-up + {} steps at {}x{}, batch {}, {}{}{} ...".format(
         args.warmup, args.steps, args.size, args.size, args.batch, args.dtype,
         ", frozen batch norms" if args.frozen_bn else "",
-        ", {} rounds side by side with the peer".format(args.rounds) if args.rounds > 1
-        else ""), flush=True)
+        ", {} rounds".format(args.rounds) if args.rounds > 1 else ""), flush=True)
     our_rounds, peer_rounds, ours, peer = _child.run_both(run_child, args)
     med = statistics.median(ours["times"])
     lines = _child.machine_lines(ours["machine"], peer) + [
