@@ -1,8 +1,10 @@
 """Run one side of a benchmark in its own process and collect its result and peak RSS."""
+import argparse
 import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 
 
@@ -52,6 +54,26 @@ def run_child(cmd, which):
     return result
 
 
+def add_round_arguments(parser):
+    """--rounds (side_by_side) and the hidden --light of a later round's child."""
+    def at_least_one(text):
+        value = int(text)
+        if value < 1:
+            raise ValueError(text)
+        return value
+    at_least_one.__name__ = "number of rounds (1 or more)"   # (argparse's error names it)
+    parser.add_argument("--rounds", type=at_least_one, default=1,
+                        help="run the two sides alternately this many times each; the "
+                             "ratio is the median of the rounds' ratios (the host's speed "
+                             "drifts)")
+    parser.add_argument("--light", action="store_true", help=argparse.SUPPRESS)
+
+
+def rounds_flag(args):
+    """' --rounds N' for a recorded command line, or '' for one round."""
+    return " --rounds {}".format(args.rounds) if args.rounds > 1 else ""
+
+
 def side_by_side(rounds, run_ours, run_peer=None, label=("mrcnn", "torchvision")):
     """Run the two sides alternately, ours first: ours, peer, ours, peer, ... ``rounds``
     times each. ``run_ours(first)`` and ``run_peer(first)`` run one side's child; ``first``
@@ -80,7 +102,6 @@ def run_both(run_child, args):
     interpreter, torchvision in ``args.torch_python`` when that exists, each started by
     the benchmark's ``run_child(python, which, args, first)``. Returns (our rounds, the
     peer's rounds, ours pooled, the peer's pooled or None)."""
-    import sys
     peer_python = args.torch_python if os.path.exists(args.torch_python) else None
     ours, peer = side_by_side(
         args.rounds, lambda first: run_child(sys.executable, "mrcnn", args, first),
@@ -106,13 +127,13 @@ def pooled(results):
     return merged
 
 
-def runs_text(result):
-    """A pooled side's timed runs for the report: every run, or, after several rounds,
-    each round's median."""
+def runs_text(result, unit="runs"):
+    """A pooled side's timed runs for the report: every run ("runs 2.00, 2.40", or
+    ``unit`` for another word), or, after several rounds, each round's median."""
     medians = result.get("round_medians") or []
     if len(medians) > 1:
         return "rounds' medians " + ", ".join("{:.2f}".format(t) for t in medians)
-    return "runs " + ", ".join("{:.2f}".format(t) for t in result["times"])
+    return unit + " " + ", ".join("{:.2f}".format(t) for t in result["times"])
 
 
 def ratio_line(ours, peer):
@@ -151,7 +172,6 @@ def matmul_peak_gflops(size=4096, runs=5):
 def machine_report():
     """The machine a benchmark ran on (mrcnn.machine.describe with TensorFlow) plus
     its measured float32 matmul peak."""
-    import sys
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from mrcnn import machine
     info = machine.describe(tensorflow=True)
@@ -163,7 +183,6 @@ def machine_lines(info, torch_info=None):
     """Lines for a benchmark's report: CPU, ISA flags, versions, threads, matmul peak."""
     from importlib import import_module
     sys_path_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    import sys
     if sys_path_root not in sys.path:
         sys.path.insert(0, sys_path_root)
     machine = import_module("mrcnn.machine")

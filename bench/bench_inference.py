@@ -210,15 +210,10 @@ def main(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the two sides alternately this many times each; the ratio "
-                        "is the median of the rounds' ratios (the host's speed drifts)")
+    _child.add_round_arguments(p)
     p.add_argument("--record", action="store_true", help="append to bench/RESULTS.md")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
-    p.add_argument("--light", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error("--rounds must be at least 1")
 
     if args.child:
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
@@ -283,7 +278,7 @@ def record(args, lines):
         f.write("`python bench/bench_inference.py --runs {} --warmup {} --size {} --batch {} "
                 "--dtype {}{}`\n\n```\n{}\n```\n".format(
                     args.runs, args.warmup, args.size, args.batch, args.dtype,
-                    " --rounds {}".format(args.rounds) if args.rounds > 1 else "",
+                    _child.rounds_flag(args),
                     "\n".join(lines)))
 
 

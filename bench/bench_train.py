@@ -367,15 +367,10 @@ def main(argv=None):
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="torchvision's device (auto: the GPU when torch sees one)")
     p.add_argument("--torch-python", default=os.path.join(ROOT, ".venv-torch", "bin", "python"))
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the two sides alternately this many times each; the ratio "
-                        "is the median of the rounds' ratios (the host's speed drifts)")
+    _child.add_round_arguments(p)
     p.add_argument("--record", action="store_true")
     p.add_argument("--child", choices=["mrcnn", "torchvision"], help=argparse.SUPPRESS)
-    p.add_argument("--light", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error("--rounds must be at least 1")
     if args.child:
         fn = child_mrcnn if args.child == "mrcnn" else child_torchvision
         print("RESULT " + json.dumps(fn(args)))
@@ -388,14 +383,14 @@ def main(argv=None):
     med = statistics.median(ours["times"])
     lines = _child.machine_lines(ours["machine"], peer) + [
         "mrcnn train step:    median {:.2f} s  ({}); peak RSS {:.0f} MB".format(
-            med, _child.runs_text(ours).replace("runs ", "steps ", 1), ours["peak_rss_mb"]),
+            med, _child.runs_text(ours, "steps"), ours["peak_rss_mb"]),
         "  input pipeline:    {:.3f} s per batch on its own ({:.0f}% of a step; built in "
         "threads while the step runs)".format(ours["pipeline"], 100 * ours["pipeline"] / med)]
     if peer:
         pmed = statistics.median(peer["times"])
         lines += ["torchvision {} train step: median {:.2f} s  ({}); peak RSS {:.0f} MB"
                   .format(peer["torchvision"], pmed,
-                          _child.runs_text(peer).replace("runs ", "steps ", 1),
+                          _child.runs_text(peer, "steps"),
                           peer["peak_rss_mb"]),
                   _child.ratio_line(our_rounds, peer_rounds)]
     else:
@@ -415,7 +410,7 @@ def main(argv=None):
                         args.size, args.batch, datetime.date.today().isoformat(),
                         lines[0].split(":", 1)[1].strip(), args.steps, args.warmup,
                         "\n".join(lines), dtype, args.dtype, frozen[0], frozen[1],
-                        " --rounds {}".format(args.rounds) if args.rounds > 1 else ""))
+                        _child.rounds_flag(args)))
 
 
 if __name__ == "__main__":
