@@ -155,7 +155,6 @@ def matmul_peak_gflops(size=4096, runs=5):
     """The machine's float32 matrix-multiply rate (GFLOP/s) as TensorFlow gets it: the
     median of ``runs`` size x size tf.matmul calls after one warm-up. It is the floor
     the issue's targets are measured against (a graph of G GFLOP needs >= G / peak s)."""
-    import statistics
     import time
     import tensorflow as tf
     a = tf.random.stateless_normal([size, size], seed=[1, 2])
@@ -169,23 +168,26 @@ def matmul_peak_gflops(size=4096, runs=5):
     return 2.0 * size ** 3 / statistics.median(times) / 1e9
 
 
+def _machine_module():
+    """mrcnn.machine, with the repository on sys.path (a benchmark runs as a script)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from mrcnn import machine
+    return machine
+
+
 def machine_report():
     """The machine a benchmark ran on (mrcnn.machine.describe with TensorFlow) plus
     its measured float32 matmul peak."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from mrcnn import machine
-    info = machine.describe(tensorflow=True)
+    info = _machine_module().describe(tensorflow=True)
     info["matmul_gflops"] = matmul_peak_gflops()
     return info
 
 
 def machine_lines(info, torch_info=None):
     """Lines for a benchmark's report: CPU, ISA flags, versions, threads, matmul peak."""
-    from importlib import import_module
-    sys_path_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if sys_path_root not in sys.path:
-        sys.path.insert(0, sys_path_root)
-    machine = import_module("mrcnn.machine")
+    machine = _machine_module()
     lines = ["machine:             " + machine.one_line(info),
              "  TF threads:        intra {intra_op}, inter {inter_op} (0 = TF's choice); "
              "oneDNN {onednn}".format(onednn=info.get("onednn"), **info.get("threads", {})),
